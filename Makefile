@@ -1,0 +1,58 @@
+# nst: neural style transfer lessons. `make help` lists the targets.
+# GNU make. Everything runs inside the virtual environment $(VENV), which `make install` creates.
+
+PY ?= python3
+VENV = .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed
+# Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k vgg"
+PYTEST_ARGS ?=
+# Which notebooks `make notebooks` executes (default: all of them, in order).
+NOTEBOOKS ?=
+# Jupyter refuses to run as root unless told to (containers, Colab-like VMs).
+ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.DEFAULT_GOAL := help
+.PHONY: help install lab test lint notebooks colab clean distclean
+
+help:
+	@echo "make install    create $(VENV) and install requirements.txt and the nst package"
+	@echo "make lab        open the lessons in JupyterLab"
+	@echo "make test       run the tests and re-execute every notebook (nbval)"
+	@echo "make lint       ruff on nst/, tests/ and tools/"
+	@echo "make notebooks  execute every notebook in place, time it, update README's table"
+	@echo "                (only some: make notebooks NOTEBOOKS=notebooks/01_....ipynb)"
+	@echo "make colab      re-stamp the Open-in-Colab badge and setup cell in every notebook"
+	@echo "make clean      remove caches and build files (keeps $(VENV))"
+	@echo "make distclean  clean, and remove $(VENV) too"
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install -e . --no-deps
+	touch $@
+
+lab: install
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG)
+
+test: install
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check nst tests tools
+
+notebooks: install
+	$(BIN)/python tools/run_notebooks.py $(NOTEBOOKS)
+
+colab: install
+	$(BIN)/python tools/colab_cells.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find nst tests tools notebooks -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
+	find notebooks -name .ipynb_checkpoints -type d -prune -exec rm -rf {} + 2>/dev/null || true
+
+distclean: clean
+	rm -rf $(VENV)

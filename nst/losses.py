@@ -1,0 +1,142 @@
+"""The Gram matrix and the three losses of Gatys et al., with ONE normalisation used everywhere.
+
+F is a layer's feature map with C channels at M = H*W positions; P and A are the targets' feature
+map and Gram matrix:
+
+- ``gram_matrix``: G = F Fᵀ / M: each entry is the *average* product of two channels over the
+  image, so it does not grow with the image size.
+- ``content_loss``: mean((F - P)²) / mean(P²), a relative squared error.
+- ``style_loss``: per layer mean((G - A)²) / mean(A²), then a weighted sum over layers (weights
+  default to 1/len(layers), so adding layers does not inflate the loss).
+- ``tv_loss``: mean squared difference between neighbouring pixels (pixels in [0, 1]).
+
+Every term is relative to its target, so it is 0 for a perfect match and about 1 for an image
+that matches nothing; the same weights work at 128 px and 1024 px, for every layer and for both
+weight sets (Oxford features are ~100x torchvision's). How it relates to others: Gatys et al. write
+E_l = Σ(G_raw - A_raw)² / (4 C² M²) with G_raw = F Fᵀ, so ours per layer is 4·E_l / mean(A²).
+The PyTorch tutorial divides the Gram by C*M instead and takes the plain MSE, so ours is its
+per-layer loss divided by the mean square of its target Gram, a tiny number (about 1e-6 to 1e-9),
+which is why it needs a style weight of 1e6 where we use about 1e1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from nst.errors import NSTError
+from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, extract_features
+
+LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+
+
+def _check_features(feats: torch.Tensor, name: str) -> None:
+    """Raise NSTError unless ``feats`` is a 4-D tensor (B,C,H,W)."""
+    if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
+        shape = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
+        raise NSTError(f"{name} must be a feature map of shape (B, C, H, W), got {shape}.")
+
+
+def gram_matrix(feats: torch.Tensor) -> torch.Tensor:
+    """(B,C,H,W) feature maps -> (B,C,C) Gram matrices, divided by the number of positions H*W."""
+    _check_features(feats, "feats")
+    b, c, h, w = feats.shape
+    flat = feats.reshape(b, c, h * w)  # (B,C,M): one row per channel
+    return flat @ flat.transpose(1, 2) / (h * w)  # (B,C,M) @ (B,M,C) -> (B,C,C)
+
+
+def content_loss(gen_feats: torch.Tensor, content_feats: torch.Tensor) -> torch.Tensor:
+    """Relative squared error mean((F - P)²) / mean(P²) of two (B,C,H,W) feature maps -> scalar."""
+    _check_features(gen_feats, "gen_feats")
+    if gen_feats.shape != content_feats.shape:
+        raise NSTError(
+            f"content_loss needs feature maps of one shape, got {tuple(gen_feats.shape)} and "
+            f"{tuple(content_feats.shape)}; give gen_img the content image's size."
+        )
+    return ((gen_feats - content_feats) ** 2).mean() / (content_feats**2).mean().clamp_min(1e-12)
+
+
+def style_loss(
+    gen_feats: Mapping[str, torch.Tensor],
+    style_grams: Mapping[str, torch.Tensor],
+    layer_weights: Mapping[str, float] | None = None,
+) -> torch.Tensor:
+    """Σ_l w_l · mean((G_l - A_l)²) / mean(A_l²) over the layers of ``style_grams`` -> scalar.
+
+    ``gen_feats``: {layer: (B,C,H,W)}; ``style_grams``: {layer: (B,C,C)} targets; ``layer_weights``:
+    {layer: w_l}, default 1/L for each of the L layers of ``style_grams``.
+    """
+    if layer_weights is None:
+        layer_weights = {layer: 1.0 / len(style_grams) for layer in style_grams}
+    loss = torch.zeros((), device=next(iter(style_grams.values())).device)
+    for layer, weight in layer_weights.items():
+        gram, target = gram_matrix(gen_feats[layer]), style_grams[layer]  # (B,C,C) each
+        loss = loss + weight * ((gram - target) ** 2).mean() / (target**2).mean().clamp_min(1e-12)
+    return loss
+
+
+def tv_loss(img: torch.Tensor) -> torch.Tensor:
+    """Total variation of (B,3,H,W) images: mean squared neighbour difference -> scalar."""
+    _check_features(img, "img")
+    dy = img[:, :, 1:, :] - img[:, :, :-1, :]  # (B,3,H-1,W) vertical neighbours
+    dx = img[:, :, :, 1:] - img[:, :, :, :-1]  # (B,3,H,W-1) horizontal neighbours
+    return (dy**2).mean() + (dx**2).mean()
+
+
+def relative_error(gen_feats: torch.Tensor, target_feats: torch.Tensor) -> float:
+    """‖gen - target‖ / ‖target‖ for two tensors of one shape: 0 is a perfect match."""
+    return float((gen_feats - target_feats).norm() / target_feats.norm().clamp_min(1e-12))
+
+
+def make_loss_fn(
+    model: VGG19Features,
+    content_img: torch.Tensor | None = None,
+    style_img: torch.Tensor | None = None,
+    *,
+    content_layer: str = CONTENT_LAYER,
+    style_layers: Sequence[str] = STYLE_LAYERS,
+    content_weight: float = 1.0,
+    style_weight: float = 10.0,
+    tv_weight: float = 0.0,
+    layer_weights: Mapping[str, float] | None = None,
+) -> LossFn:
+    """A function gen_img (1,3,H,W) -> {"total", "content", "style", "tv"}, targets computed once.
+
+    total = content_weight·content + style_weight·style + tv_weight·tv. Leave out ``content_img``
+    (or ``style_img``) to reconstruct only style (or only content), as in Gatys et al.'s Fig. 1.
+    """
+    if content_img is None and style_img is None:
+        raise NSTError("make_loss_fn needs a content_img, a style_img, or both.")
+    style_layers = list(style_layers) if style_img is not None else []
+    content_layers = [content_layer] if content_img is not None else []
+    if layer_weights is not None and set(layer_weights) - set(style_layers):
+        raise NSTError(f"layer_weights names layers not in style_layers {style_layers}.")
+    with torch.no_grad():  # targets are constants: no graph needed
+        content_target = (
+            extract_features(model, content_img, content_layers)[content_layer]
+            if content_layers
+            else None
+        )
+        style_grams = (
+            {
+                layer: gram_matrix(f)
+                for layer, f in extract_features(model, style_img, style_layers).items()
+            }
+            if style_layers
+            else {}
+        )
+
+    device = next(model.parameters()).device
+
+    def loss_fn(gen_img: torch.Tensor) -> dict[str, torch.Tensor]:
+        gen_img = gen_img.to(device)  # differentiable: gradients flow back to the caller's tensor
+        feats = extract_features(model, gen_img, content_layers + style_layers)
+        zero = torch.zeros((), device=device)
+        c = content_loss(feats[content_layer], content_target) if content_layers else zero
+        s = style_loss(feats, style_grams, layer_weights) if style_layers else zero
+        t = tv_loss(gen_img) if tv_weight else zero
+        total = content_weight * c + style_weight * s + tv_weight * t
+        return {"total": total, "content": c, "style": s, "tv": t}
+
+    return loss_fn

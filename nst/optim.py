@@ -1,0 +1,123 @@
+"""Optimise the pixels of an image with L-BFGS or Adam, counting every loss-and-gradient evaluation.
+
+A *step* is one evaluation of the loss and its gradient. L-BFGS may evaluate several times inside
+one ``optimizer.step()`` call (its line search), so budgets, histories and comparisons count
+evaluations, never ``step()`` calls. Pixels are kept in [0, 1] without clamping inside the L-BFGS
+closure (which corrupts its curvature estimates and can make the loss explode late in a run,
+pytorch/tutorials#143): Adam's iterate is clamped after each update, L-BFGS's result once at
+the end.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from nst.errors import NSTError
+from nst.images import check_image
+from nst.losses import LossFn
+
+Callback = Callable[[dict[str, float], torch.Tensor], None]
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+
+
+class _Stop(Exception):
+    """Raised inside the closure to end the run: budget spent or a non-finite loss."""
+
+
+def make_optimizer(
+    img: torch.Tensor,
+    optimizer: str,
+    lr: float | None = None,
+    line_search: bool = False,
+    history_size: int = 50,
+) -> torch.optim.Optimizer:
+    """An L-BFGS or Adam optimiser over the single tensor ``img`` (1,3,H,W)."""
+    if optimizer not in DEFAULT_LR:
+        raise NSTError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}.")
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
+    if optimizer == "adam":
+        return torch.optim.Adam([img], lr=lr)
+    return torch.optim.LBFGS(
+        [img],
+        lr=lr,
+        max_iter=1_000_000,
+        max_eval=1_000_000,  # our budget stops it, not these
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        history_size=history_size,
+        line_search_fn="strong_wolfe" if line_search else None,
+    )
+
+
+def optimize(
+    gen_img: torch.Tensor,
+    loss_fn: LossFn,
+    steps: int,
+    optimizer: str = "lbfgs",
+    lr: float | None = None,
+    *,
+    line_search: bool = False,
+    history_size: int = 50,
+    callback: Callback | None = None,
+    progress: bool = True,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Minimise ``loss_fn`` over the pixels of ``gen_img`` (1,3,H,W) for ``steps`` evaluations.
+
+    Returns the image (1,3,H,W) in [0, 1] whose losses the last history row reports, and the
+    history: one dict per evaluation with step, seconds, total, content, style and tv.
+    ``callback(row, img)`` runs after every evaluation. A non-finite loss or gradient stops the
+    run with a warning and returns the last good image; the original ``gen_img`` is never changed.
+    """
+    check_image(gen_img, "gen_img")
+    if not isinstance(steps, int) or steps < 1:
+        raise NSTError(f"steps must be a positive whole number, not {steps!r}.")
+    img = gen_img.detach().clone().requires_grad_(True)  # the tensor we optimise
+    opt = make_optimizer(img, optimizer, lr, line_search, history_size)
+    last_good = img.detach().clone()
+    history: list[dict[str, float]] = []
+    bar = tqdm(total=steps, desc=optimizer, disable=not progress, leave=False)
+    start = time.perf_counter()
+
+    def closure() -> torch.Tensor:
+        if len(history) >= steps:
+            raise _Stop("budget")
+        opt.zero_grad()
+        losses = loss_fn(img)
+        total = losses["total"]
+        if not torch.isfinite(total):
+            raise _Stop(f"the loss became {float(total)} at step {len(history) + 1}")
+        total.backward()
+        if not torch.isfinite(img.grad).all():
+            raise _Stop(f"the gradient became non-finite at step {len(history) + 1}")
+        last_good.copy_(img.detach())
+        row = {"step": len(history) + 1, "seconds": time.perf_counter() - start}
+        row.update({name: float(value.detach()) for name, value in losses.items()})
+        history.append(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['total']:.4g}", refresh=False)
+        if callback is not None:
+            callback(row, img.detach())
+        return total
+
+    try:
+        while len(history) < steps:
+            opt.step(closure)
+            if optimizer == "adam":
+                with torch.no_grad():
+                    img.clamp_(0.0, 1.0)  # a projection after the update, outside any closure
+    except _Stop as stop:
+        if str(stop) != "budget":
+            warnings.warn(
+                f"Stopped early: {stop}; returning the last good image "
+                "(try a smaller lr or smaller weights).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    finally:
+        bar.close()
+    return last_good.clamp_(0.0, 1.0), history

@@ -1,0 +1,237 @@
+"""Execute the lesson notebooks in place, time them, and update README's lessons table.
+
+For each ``notebooks/NN_*.ipynb``, in order: stamp its Colab badge and setup cell
+(tools/colab_cells.py), run it top to bottom in a fresh ``python3`` kernel with the notebook's
+folder as working directory, and save it with its outputs and figures. The wall times go to
+notebooks/timings.json, and README.md's table between ``<!-- lessons-table:start -->`` and
+``<!-- lessons-table:end -->`` is rewritten from them.
+
+    python tools/run_notebooks.py                  # all of them (what `make notebooks` runs)
+    python tools/run_notebooks.py notebooks/01_vgg19_activations.ipynb   # only these;
+                                                   # the others keep their recorded times
+    python tools/run_notebooks.py --table-only     # only rewrite README's table
+
+The table takes, from each notebook, its title (the first ``# ...`` heading after the badge
+cell) and its one-line summary (a markdown line starting with ``**In one line:**``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+# Run as a script, this file's folder (tools/) is on sys.path.
+from colab_cells import NOTEBOOK_GLOB, NOTEBOOKS, ROOT, is_badge_cell, stamp, write_notebook
+
+README = ROOT / "README.md"
+TIMINGS = NOTEBOOKS / "timings.json"
+TABLE_START = "<!-- lessons-table:start -->"
+TABLE_END = "<!-- lessons-table:end -->"
+ONE_LINE = "**In one line:**"
+TIMEOUT_S = 600  # per cell
+
+
+class NotebookFailed(Exception):
+    pass
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what `nproc` says: the cores we may use
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_description() -> str:
+    """E.g. '2-core CPU (Intel(R) Xeon(R) ...), no GPU, torch 2.14.1'."""
+    try:
+        import torch
+
+        gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+        version = torch.__version__
+    except ImportError:
+        gpu, version = "no GPU", "not installed"
+    return f"{cpu_count()}-core CPU ({cpu_name()}), {gpu}, torch {version}"
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def execute(path: Path) -> float:
+    """Run notebook ``path`` in place; its wall time in seconds. NotebookFailed if a cell fails."""
+    from nbclient.exceptions import DeadKernelError
+    from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
+
+    nb = nbformat.read(path, as_version=4)
+    ep = ExecutePreprocessor(timeout=TIMEOUT_S, kernel_name="python3", record_timing=False)
+    current = {"index": None}
+
+    def on_cell_start(cell, cell_index, **_):
+        current["index"] = cell_index
+
+    ep.on_cell_start = on_cell_start
+    start = time.perf_counter()
+    try:
+        ep.preprocess(nb, {"metadata": {"path": str(path.parent)}})
+    except (CellExecutionError, TimeoutError, DeadKernelError) as error:
+        # nbclient's CellTimeoutError is a TimeoutError
+        index = current["index"]
+        cell = nb.cells[index] if index is not None else {}
+        label = f"cell {index} (In [{cell.get('execution_count') or ' '}])"
+        preview = "\n".join("    " + line for line in cell.get("source", "").splitlines()[:8])
+        if isinstance(error, CellExecutionError):
+            what = f"{error.ename}: {error.evalue}"
+        elif isinstance(error, TimeoutError):
+            what = f"ran past {TIMEOUT_S} s"
+        else:
+            what = f"the kernel died ({error})"
+        raise NotebookFailed(
+            f"{_rel(path)} failed in {label}, counting cells from 0 (the badge):\n{preview}\n{what}"
+        ) from None
+    seconds = time.perf_counter() - start
+    write_notebook(nb, path)
+    return seconds
+
+
+def load_timings() -> dict:
+    if TIMINGS.exists():
+        return json.loads(TIMINGS.read_text(encoding="utf-8"))
+    return {}
+
+
+def save_timings(timings: dict) -> None:
+    TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def lesson_title(nb, filename: str) -> str:
+    """The first '# ...' heading after the badge cell, numbered like the file ('01 ...')."""
+    number = filename[:2]
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or is_badge_cell(cell):
+            continue
+        for line in cell.source.splitlines():
+            if line.startswith("# "):
+                title = line[2:].strip().rstrip("#").strip()
+                return title if title.startswith(number) else f"{number} {title}"
+    return Path(filename).stem.replace("_", " ")
+
+
+def one_line_summary(nb) -> str:
+    """The text after '**In one line:**' in the notebook's markdown, or ''."""
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            line = line.strip().lstrip(">").strip()
+            if line.startswith(ONE_LINE):
+                return line[len(ONE_LINE) :].strip()
+    return ""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def lessons_table(timings: dict) -> str:
+    rows = [
+        "| lesson | what you learn | minutes here |",
+        "| --- | --- | ---: |",
+    ]
+    for path in sorted(NOTEBOOKS.glob(NOTEBOOK_GLOB)):
+        nb = nbformat.read(path, as_version=4)
+        seconds = timings.get(path.name)
+        minutes = f"{seconds / 60:.1f}" if isinstance(seconds, (int, float)) else "–"
+        link = f"[{_cell(lesson_title(nb, path.name))}](notebooks/{path.name})"
+        rows.append(f"| {link} | {_cell(one_line_summary(nb))} | {minutes} |")
+    machine = timings.get("_machine") or machine_description()
+    date = timings.get("_date", "(not yet measured)")
+    footer = f"Measured by `make notebooks` on {date}, {machine}."
+    return "\n".join(rows) + "\n\n" + footer
+
+
+def rewrite_readme(table: str) -> bool:
+    """Put ``table`` between README's markers; False (with a warning) if they are missing."""
+    if not README.exists():
+        print(f"warning: {README.name} not found; lessons table not written", file=sys.stderr)
+        return False
+    text = README.read_text(encoding="utf-8")
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < start:
+        print(
+            f"warning: {README.name} lacks {TABLE_START} ... {TABLE_END}; table not written",
+            file=sys.stderr,
+        )
+        return False
+    new = text[: start + len(TABLE_START)] + "\n\n" + table + "\n\n" + text[end:]
+    if new != text:
+        README.write_text(new, encoding="utf-8")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: all lessons)")
+    parser.add_argument(
+        "--table-only", action="store_true", help="run nothing; rewrite README's table"
+    )
+    args = parser.parse_args(argv)
+
+    if args.notebooks:
+        paths = sorted(Path(p).resolve() for p in args.notebooks)
+        for p in paths:
+            if not p.is_file():
+                parser.error(f"no such notebook: {p}")
+    else:
+        paths = sorted(NOTEBOOKS.glob(NOTEBOOK_GLOB))
+    timings = load_timings()
+
+    if not args.table_only:
+        machine = machine_description()
+        if not paths:
+            print(f"no notebooks matching {NOTEBOOK_GLOB} in {NOTEBOOKS}")
+        for path in paths:
+            if stamp(path):
+                print(f"stamped Colab cells in {path.name}")
+            print(f"running {path.name} ...", flush=True)
+            try:
+                seconds = execute(path)
+            except NotebookFailed as failure:
+                print(f"\nFAILED: {failure}", file=sys.stderr)
+                print("The notebook was left as it was; fix it and run again.", file=sys.stderr)
+                return 1
+            print(f"  {seconds:.1f} s ({seconds / 60:.1f} min)", flush=True)
+            timings[path.name] = round(seconds, 1)
+            timings["_machine"] = machine
+            timings["_date"] = datetime.date.today().isoformat()
+            save_timings(timings)
+
+    if rewrite_readme(lessons_table(timings)):
+        print(f"updated the lessons table in {README.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
