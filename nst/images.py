@@ -276,3 +276,17 @@ def _check_long_side(long_side: int) -> None:
         raise ImageError(
             f"long_side must be a positive whole number of pixels, got {long_side!r}; try 512."
         )
+
+
+def shuffle_tiles(img: torch.Tensor, tiles: int = 4, seed: int = 0) -> torch.Tensor:
+    """Cut (1,3,H,W) into tiles x tiles blocks and shuffle them: same "stuff", new layout."""
+    check_image(img)
+    _, c, h, w = img.shape
+    th, tw = h // tiles, w // tiles  # tile size; the rest at the bottom/right is cropped
+    if th < 1 or tw < 1:
+        raise ImageError(f"Cannot cut a {h}x{w} image into {tiles}x{tiles} tiles; use fewer.")
+    blocks = img[:, :, : th * tiles, : tw * tiles].reshape(c, tiles, th, tiles, tw)  # (3,t,th,t,tw)
+    blocks = blocks.permute(1, 3, 0, 2, 4).reshape(tiles * tiles, c, th, tw)  # (t*t,3,th,tw)
+    order = torch.randperm(tiles * tiles, generator=torch.Generator().manual_seed(seed))
+    blocks = blocks[order].reshape(tiles, tiles, c, th, tw)  # (t,t,3,th,tw), shuffled
+    return blocks.permute(2, 0, 3, 1, 4).reshape(1, c, th * tiles, tw * tiles)  # (1,3,H',W')

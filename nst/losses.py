@@ -62,17 +62,23 @@ def style_loss(
     style_grams: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float] | None = None,
 ) -> torch.Tensor:
-    """Σ_l w_l · mean((G_l - A_l)²) / mean(A_l²) over the layers of ``style_grams`` -> scalar.
+    """Σ_l w_l · mean((G_l - A_l)²) / mean(A_l²) over the layers l of ``style_grams`` -> scalar.
 
     ``gen_feats``: {layer: (B,C,H,W)}; ``style_grams``: {layer: (B,C,C)} targets; ``layer_weights``:
-    {layer: w_l}, default 1/L for each of the L layers of ``style_grams``.
+    {layer: w_l}, default 1/L for each of the L layers (a layer it leaves out gets weight 0).
     """
+    if not style_grams:
+        raise NSTError("style_loss needs at least one style layer.")
     if layer_weights is None:
         layer_weights = {layer: 1.0 / len(style_grams) for layer in style_grams}
+    unknown = set(layer_weights) - set(style_grams)
+    if unknown:
+        raise NSTError(f"layer_weights names {sorted(unknown)}, which are not style layers.")
     loss = torch.zeros((), device=next(iter(style_grams.values())).device)
-    for layer, weight in layer_weights.items():
-        gram, target = gram_matrix(gen_feats[layer]), style_grams[layer]  # (B,C,C) each
-        loss = loss + weight * ((gram - target) ** 2).mean() / (target**2).mean().clamp_min(1e-12)
+    for layer, target in style_grams.items():
+        gram = gram_matrix(gen_feats[layer])  # (B,C,C), like target
+        relative = ((gram - target) ** 2).mean() / (target**2).mean().clamp_min(1e-12)
+        loss = loss + layer_weights.get(layer, 0.0) * relative
     return loss
 
 
@@ -81,7 +87,8 @@ def tv_loss(img: torch.Tensor) -> torch.Tensor:
     _check_features(img, "img")
     dy = img[:, :, 1:, :] - img[:, :, :-1, :]  # (B,3,H-1,W) vertical neighbours
     dx = img[:, :, :, 1:] - img[:, :, :, :-1]  # (B,3,H,W-1) horizontal neighbours
-    return (dy**2).mean() + (dx**2).mean()
+    # An image one pixel high (or wide) has no vertical (horizontal) neighbours: that term is 0.
+    return sum(((d**2).mean() for d in (dy, dx) if d.numel()), img.new_zeros(()))
 
 
 def relative_error(gen_feats: torch.Tensor, target_feats: torch.Tensor) -> float:

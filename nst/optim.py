@@ -74,7 +74,7 @@ def optimize(
     run with a warning and returns the last good image; the original ``gen_img`` is never changed.
     """
     check_image(gen_img, "gen_img")
-    if not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise NSTError(f"steps must be a positive whole number, not {steps!r}.")
     img = gen_img.detach().clone().requires_grad_(True)  # the tensor we optimise
     opt = make_optimizer(img, optimizer, lr, line_search, history_size)
@@ -90,7 +90,7 @@ def optimize(
         losses = loss_fn(img)
         total = losses["total"]
         if not torch.isfinite(total):
-            raise _Stop(f"the loss became {float(total)} at step {len(history) + 1}")
+            raise _Stop(f"the loss became {float(total.detach())} at step {len(history) + 1}")
         total.backward()
         if not torch.isfinite(img.grad).all():
             raise _Stop(f"the gradient became non-finite at step {len(history) + 1}")

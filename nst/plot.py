@@ -6,12 +6,17 @@ and Jupyter shows the returned figure), so end the line without ``;`` and do not
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:  # IPython is there wherever a notebook is; plain scripts need not import it
+    from IPython.display import Code
 
 from nst.images import tensor_to_pil
 
@@ -49,7 +54,7 @@ def show_images(
 
 def show_feature_maps(feats: torch.Tensor, n: int = 16, ncols: int = 8, title: str = "") -> Figure:
     """The first ``n`` channels of a (1,C,H,W) feature map, each scaled to its own range."""
-    maps = feats[0, :n].detach().float().cpu()  # (n,H,W)
+    maps = feats[0, :n].detach().float().cpu().numpy()  # (n,H,W)
     fig, axes = _grid(len(maps), ncols, 1.4, aspect=maps.shape[1] / maps.shape[2])
     for c, (ax, fmap) in enumerate(zip(axes, maps)):
         ax.imshow(fmap, cmap="viridis")
@@ -68,7 +73,7 @@ def show_grams(
     """Heatmaps of (1,C,C) or (C,C) Gram matrices side by side, each with its colour bar."""
     fig, axes = _grid(len(grams), None, size)
     for i, (ax, gram) in enumerate(zip(axes, grams)):
-        mat = gram.detach().float().cpu().reshape(gram.shape[-2:])  # (C,C)
+        mat = gram.detach().float().cpu().reshape(gram.shape[-2:]).numpy()  # (C,C)
         im = ax.imshow(mat, cmap="magma")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(titles[i] if titles else "", fontsize=9)
@@ -103,3 +108,10 @@ def plot_losses(
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def show_source(obj: object) -> Code:
+    """Highlighted source of an ``nst`` function: the code a lesson explains is the code it runs."""
+    from IPython.display import Code
+
+    return Code(inspect.getsource(obj), language="python")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import vgg19 as _vgg19_architecture
+from torchvision.models.vgg import cfgs, make_layers
 
 from nst.errors import NSTError
 from nst.images import check_image
@@ -165,6 +165,8 @@ class VGG19Features(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """(B,3,H,W) RGB [0,1] -> {name: (B,C_l,H_l,W_l)} for the layers asked, in table order."""
         wanted = {layer_index(name): name for name in layers}
+        if not wanted:
+            raise NSTError("Ask for at least one layer, e.g. ['relu4_2'].")
         if max(wanted) >= len(self.features):
             deepest = wanted[max(wanted)]
             raise NSTError(
@@ -181,6 +183,33 @@ class VGG19Features(nn.Module):
         return out
 
 
+def vgg19_features() -> nn.Sequential:
+    """torchvision's ``vgg19().features`` (random weights) without building its big classifier."""
+    features = make_layers(cfgs["E"])  # the 37 layers of configuration "E", i.e. VGG19
+    for layer in features:
+        if isinstance(layer, nn.ReLU):
+            layer.inplace = False  # in place, it would overwrite a conv output we asked for
+    return features
+
+
+def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keep the ``features`` part of a ``vgg19()`` state dict, keyed like ``vgg19().features``."""
+    return {
+        k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier")
+    }
+
+
+def _load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A saved ``vgg19()`` or ``vgg19().features`` state dict, keyed like ``features``."""
+    try:
+        return _features_only(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception:
+        raise NSTError(
+            f"{path} is not a saved VGG19 state dict; "
+            "save one with torch.save(vgg19().state_dict(), path)."
+        ) from None
+
+
 def load_vgg19(
     weights: str | os.PathLike = "oxford",
     last_layer: str = "relu5_1",
@@ -190,28 +219,29 @@ def load_vgg19(
     """A frozen VGG19 with preprocessing inside; ``weights``: oxford, torchvision or a file."""
     if pooling not in ("max", "avg"):
         raise NSTError(f"pooling must be 'max' or 'avg', not {pooling!r}.")
-    features = _vgg19_architecture(weights=None).features  # the architecture, random weights
-    if str(weights) == "oxford":
-        features.load_state_dict(load_oxford_state_dict())
-        preprocess: nn.Module = CaffePreprocess()
-    elif str(weights) == "torchvision":
-        from torchvision.models import VGG19_Weights  # downloads once, needs internet
-
-        features = _vgg19_architecture(weights=VGG19_Weights.IMAGENET1K_V1).features
-        preprocess = ImageNetNormalize()
-    elif Path(weights).is_file():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        state = {
-            k.removeprefix("features."): v
-            for k, v in state.items()
-            if not k.startswith("classifier")
-        }
-        features.load_state_dict(state)
-        preprocess = ImageNetNormalize()
-    else:
+    if not isinstance(weights, (str, os.PathLike)) or not (
+        weights in ("oxford", "torchvision") or Path(weights).is_file()
+    ):
         raise NSTError(
             f"weights must be 'oxford', 'torchvision' or a state-dict file, not {weights!r}."
         )
+    features = vgg19_features()
+    if weights == "oxford":
+        state, preprocess = load_oxford_state_dict(), CaffePreprocess()
+    elif weights == "torchvision":
+        from torchvision.models import VGG19_Weights  # downloads once, needs internet
+
+        state = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=True)
+        state, preprocess = _features_only(state), ImageNetNormalize()
+    else:
+        state, preprocess = _load_state_file(weights), ImageNetNormalize()
+    try:
+        features.load_state_dict(state)
+    except RuntimeError:
+        raise NSTError(
+            f"The weights in {weights} do not fit VGG19's layers; "
+            "save them from torchvision.models.vgg19()."
+        ) from None
     if pooling == "avg":  # Gatys et al. suggest average pooling for slightly smoother images
         for i, layer in enumerate(features):
             if isinstance(layer, nn.MaxPool2d):

@@ -21,6 +21,7 @@ from nst.images import (
     pil_to_tensor,
     resize,
     save_image,
+    shuffle_tiles,
     tensor_to_pil,
     to_rgb,
 )
@@ -407,3 +408,23 @@ def test_bundled_image_loads(path: Path) -> None:
     assert tensor.dtype == torch.float32
     assert 0.0 <= tensor.min() and tensor.max() <= 1.0
     assert tensor.std() > 0.01  # not blank
+
+
+def test_shuffle_tiles_moves_whole_tiles() -> None:
+    img = torch.arange(4 * 8, dtype=torch.float32).reshape(1, 1, 4, 8).expand(1, 3, 4, 8) / 32
+    out = shuffle_tiles(img, tiles=2, seed=1)
+    assert out.shape == img.shape
+    assert not torch.equal(out, img)
+    tiles_in = {
+        tuple(img[0, 0, r : r + 2, c : c + 4].flatten().tolist()) for r in (0, 2) for c in (0, 4)
+    }
+    tiles_out = {
+        tuple(out[0, 0, r : r + 2, c : c + 4].flatten().tolist()) for r in (0, 2) for c in (0, 4)
+    }
+    assert tiles_in == tiles_out  # the same four tiles, in another order
+    assert torch.equal(shuffle_tiles(img, 2, seed=1), out)  # fixed seed, same layout
+
+
+def test_shuffle_tiles_too_many_tiles() -> None:
+    with pytest.raises(ImageError, match="fewer"):
+        shuffle_tiles(torch.rand(1, 3, 3, 3), tiles=4)

