@@ -2,10 +2,14 @@
 
 A *step* is one evaluation of the loss and its gradient. L-BFGS may evaluate several times inside
 one ``optimizer.step()`` call (its line search), so budgets, histories and comparisons count
-evaluations, never ``step()`` calls. Pixels are kept in [0, 1] without clamping inside the L-BFGS
-closure (which corrupts its curvature estimates and can make the loss explode late in a run,
-pytorch/tutorials#143): Adam's iterate is clamped after each update, L-BFGS's result once at
-the end.
+evaluations, never ``step()`` calls.
+
+Pixels must end in [0, 1]. Clamping them inside the L-BFGS closure (as the PyTorch tutorial did)
+moves the image behind the optimiser's back, so its curvature memory describes steps that never
+happened (pytorch/tutorials#143 reports the loss exploding late in a run). Instead the objective
+gets a smooth penalty, range_weight * mean((x - clamp(x, 0, 1))²), which is 0 inside the range and
+which L-BFGS can model like any other term; Adam's iterate is also projected (clamped) after each
+update, outside any closure; the returned image is clamped once at the end.
 """
 
 from __future__ import annotations
@@ -63,13 +67,15 @@ def optimize(
     *,
     line_search: bool = False,
     history_size: int = 50,
+    range_weight: float = 1e3,
     callback: Callback | None = None,
     progress: bool = True,
 ) -> tuple[torch.Tensor, list[dict[str, float]]]:
     """Minimise ``loss_fn`` over the pixels of ``gen_img`` (1,3,H,W) for ``steps`` evaluations.
 
     Returns the image (1,3,H,W) in [0, 1] whose losses the last history row reports, and the
-    history: one dict per evaluation with step, seconds, total, content, style and tv.
+    history: one dict per evaluation with step, seconds, the losses of ``loss_fn`` (total, content,
+    style, tv) and range, the out-of-range penalty (not part of total).
     ``callback(row, img)`` runs after every evaluation. A non-finite loss or gradient stops the
     run with a warning and returns the last good image; the original ``gen_img`` is never changed.
     """
@@ -88,21 +94,23 @@ def optimize(
             raise _Stop("budget")
         opt.zero_grad()
         losses = loss_fn(img)
-        total = losses["total"]
-        if not torch.isfinite(total):
-            raise _Stop(f"the loss became {float(total.detach())} at step {len(history) + 1}")
-        total.backward()
+        out_of_range = ((img - img.clamp(0.0, 1.0)) ** 2).mean()  # 0 while every pixel is in [0, 1]
+        objective = losses["total"] + range_weight * out_of_range
+        if not torch.isfinite(objective):
+            raise _Stop(f"the loss became {float(objective.detach())} at step {len(history) + 1}")
+        objective.backward()
         if not torch.isfinite(img.grad).all():
             raise _Stop(f"the gradient became non-finite at step {len(history) + 1}")
         last_good.copy_(img.detach())
         row = {"step": len(history) + 1, "seconds": time.perf_counter() - start}
         row.update({name: float(value.detach()) for name, value in losses.items()})
+        row["range"] = float(out_of_range.detach())
         history.append(row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['total']:.4g}", refresh=False)
         if callback is not None:
             callback(row, img.detach())
-        return total
+        return objective
 
     try:
         while len(history) < steps:

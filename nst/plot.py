@@ -115,3 +115,42 @@ def show_source(obj: object) -> Code:
     from IPython.display import Code
 
     return Code(inspect.getsource(obj), language="python")
+
+
+def show_grid(
+    images: Sequence[Sequence[torch.Tensor]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    size: float = 2.2,
+) -> Figure:
+    """A grid of (1,3,H,W) images, ``images[row][col]``, with a label for each row and column."""
+    nrows, ncols = len(images), len(images[0])
+    h, w = images[0][0].shape[-2:]
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows * h / w), squeeze=False
+    )
+    plt.close(fig)
+    for r, row in enumerate(images):
+        for c, img in enumerate(row):
+            ax = axes[r][c]
+            ax.imshow(tensor_to_pil(img))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_labels[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_bars(values: Mapping[str, float], title: str = "", log: bool = False) -> Figure:
+    """A bar chart of named numbers, e.g. the style loss of each layer."""
+    fig, (ax,) = _grid(1, None, 4.5, aspect=0.6)
+    ax.bar(list(values), list(values.values()), color="tab:blue")
+    ax.set_title(title, fontsize=10)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

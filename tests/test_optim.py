@@ -11,7 +11,7 @@ from nst.errors import NSTError
 from nst.losses import make_loss_fn
 from nst.optim import optimize
 
-KEYS = {"step", "seconds", "total", "content", "style", "tv"}
+KEYS = {"step", "seconds", "total", "content", "style", "tv", "range"}
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +225,20 @@ def test_steps_must_be_a_whole_number_not_a_bool(model, content64) -> None:
     for steps in (True, 2.5, -1):
         with pytest.raises(NSTError, match="steps"):
             optimize(content64, loss_fn, steps, progress=False)
+
+
+def test_pixels_kept_in_range_without_clamping_in_the_closure(loss_fn, content64) -> None:
+    """The range penalty keeps L-BFGS's pixels near [0, 1]; without it they stray further."""
+    worst: dict[float, float] = {}
+    for range_weight in (0.0, 1e3):
+
+        def track(row: dict[str, float], img: torch.Tensor, rw: float = range_weight) -> None:
+            worst[rw] = float((img - img.clamp(0, 1)).abs().max())  # at the latest step
+
+        gen, history = optimize(
+            content64, loss_fn, 40, range_weight=range_weight, callback=track, progress=False
+        )
+        assert 0.0 <= float(gen.min()) and float(gen.max()) <= 1.0  # returned clamped
+        assert history[-1]["range"] >= 0.0
+    assert worst[0.0] > 0.05  # unconstrained, some pixels leave [0, 1] by a visible amount
+    assert worst[1e3] < worst[0.0] / 4  # at the end, the penalty holds them much closer
