@@ -26,7 +26,7 @@ from nst.images import check_image
 from nst.losses import LossFn
 
 Callback = Callable[[dict[str, float], torch.Tensor], None]
-DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.02}
+DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
 
 
 class _Stop(Exception):
