@@ -6,7 +6,7 @@ Vocabulary used everywhere: ``content_img`` (the photo), ``style_img`` (the pain
 loss-and-gradient evaluation.
 """
 
-from nst import data, errors, images, losses, optim, plot, vgg
+from nst import checks, data, errors, images, losses, optim, plot, vgg
 from nst.errors import ImageError, NSTError
 from nst.images import load_image, save_image
 from nst.losses import content_loss, gram_matrix, make_loss_fn, style_loss, tv_loss
@@ -19,6 +19,7 @@ __all__ = [
     "STYLE_LAYERS",
     "ImageError",
     "NSTError",
+    "checks",
     "content_loss",
     "data",
     "errors",
