@@ -9,11 +9,17 @@ STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 # Which notebooks `make notebooks` executes (default: all of them, in order).
 NOTEBOOKS ?=
+# `make grade`: which assignment, the folder of submitted notebooks, where grades.csv goes.
+A ?= A1
+SUBMISSIONS ?= submissions/$(A)
+OUT ?= grades/$(A)
+# Extra arguments for tools/grade.py, e.g. make grade GRADE_ARGS="--jobs 2 --timeout 120"
+GRADE_ARGS ?=
 # Jupyter refuses to run as root unless told to (containers, Colab-like VMs).
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test lint notebooks colab clean distclean
+.PHONY: help install lab test lint notebooks colab release grade bench-grading clean distclean
 
 help:
 	@echo "make install    create $(VENV) and install requirements.txt and the nst package"
@@ -23,6 +29,11 @@ help:
 	@echo "make notebooks  execute every notebook in place, time it, update README's table"
 	@echo "                (only some: make notebooks NOTEBOOKS=notebooks/01_....ipynb)"
 	@echo "make colab      re-stamp the Open-in-Colab badge and setup cell in every notebook"
+	@echo "make release    generate the student notebooks assignments/release/<A>/ from the sources"
+	@echo "make grade      grade a folder of submitted notebooks with nbgrader, each in a throwaway"
+	@echo "                copy: make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
+	@echo "                (writes OUT/grades.csv and OUT/feedback/<student>.html)"
+	@echo "make bench-grading  grade 30 generated A1 submissions (correct and broken), print the times"
 	@echo "make clean      remove caches and build files (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
 
@@ -48,6 +59,16 @@ notebooks: install
 
 colab: install
 	$(BIN)/python tools/colab_cells.py
+
+release: install
+	$(BIN)/python tools/make_assignments.py
+
+grade: install
+	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
+
+# Not part of `make test`: the bench test skips unless NST_BENCH=1.
+bench-grading: install
+	NST_BENCH=1 $(BIN)/python -m pytest tests/test_grading.py -k bench -s -p no:cacheprovider
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

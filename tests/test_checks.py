@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from nst import checks
 from nst.checks import CheckError
+from nst.images import load_image
 from nst.losses import content_loss, gram_matrix, style_loss, tv_loss
+from nst.vgg import LAYER_INDEX, extract_features
 
 
 def _msg(check, fn) -> str:
@@ -201,3 +205,195 @@ def test_style_loss_changing_the_features_in_place() -> None:
         return style_loss(gen_feats, grams)
 
     assert "in place" in _msg(checks.check_style_loss, loss)
+
+
+# --- loading (assignment A1) --------------------------------------------------------------------
+
+
+def _pil_loader(path, long_side):
+    """A correct loader written with PIL and NumPy, as a student would (bicubic resampling)."""
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    scale = long_side / max(w, h)
+    img = img.resize((round(w * scale), round(h * scale)), Image.BICUBIC)
+    pixels = torch.from_numpy(np.array(img))  # (H, W, 3) uint8
+    return pixels.permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+@pytest.mark.parametrize("fn", [load_image, _pil_loader], ids=["nst", "pil"])
+def test_check_load_passes(fn, capsys: pytest.CaptureFixture[str]) -> None:
+    def load_and_preprocess(path, long_side):
+        return fn(path, long_side=long_side)
+
+    checks.check_load(load_and_preprocess)
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize(
+    "mistake, words",
+    [
+        (lambda p, n: _pil_loader(p, n).flip(1), "BGR"),
+        (lambda p, n: _pil_loader(p, n) * 255, "divide by 255"),
+        (lambda p, n: (_pil_loader(p, n) * 255).to(torch.uint8), "float"),
+        (lambda p, n: _pil_loader(p, n)[0], "batch dimension"),
+        (lambda p, n: _pil_loader(p, n)[0].permute(1, 2, 0), "channels come first"),
+        (lambda p, n: load_image(p), "long_side"),
+        (lambda p, n: load_image(p, long_side=n)[..., : n // 3, :], "aspect ratio"),
+        (lambda p, n: torch.rand(1, 3, n // 2, n), "differs from nst.load_image"),
+        (lambda p, n: torch.from_numpy(np.array(Image.open(p))), "RGB"),
+    ],
+    ids=[
+        "bgr",
+        "0-255",
+        "uint8",
+        "no-batch",
+        "channels-last",
+        "no-resize",
+        "aspect",
+        "wrong",
+        "mode",
+    ],
+)
+def test_check_load_mistakes(mistake, words) -> None:
+    assert words in _msg(checks.check_load, mistake)
+
+
+def test_check_load_not_written() -> None:
+    def load_and_preprocess(path, long_side):
+        raise NotImplementedError("Exercise 1: write load_and_preprocess")
+
+    assert "not written yet" in _msg(checks.check_load, load_and_preprocess)
+
+
+# --- feature extraction (assignment A1) ---------------------------------------------------------
+
+
+def _extractor(offset: int = 0, preprocess: bool = True, detach: bool = False):
+    """A loop over model.features like a student's, with an index offset or a missing step."""
+
+    def extract_named_features(model, img, layers):
+        wanted = {LAYER_INDEX[name] + offset: name for name in layers}
+        x = model.preprocess(img) if preprocess else img
+        out = {}
+        for index, layer in enumerate(model.features):
+            x = layer(x)
+            if index in wanted:
+                out[wanted[index]] = x.detach() if detach else x
+            if index == max(wanted):
+                break
+        return out
+
+    return extract_named_features
+
+
+def test_check_extract_features_passes(model, capsys: pytest.CaptureFixture[str]) -> None:
+    checks.check_extract_features(extract_features, model)
+    checks.check_extract_features(_extractor(), model)
+    assert capsys.readouterr().out.count("✓") == 2
+
+
+def test_check_extract_features_pre_relu(model) -> None:
+    assert "before the ReLU" in _msg(
+        lambda fn: checks.check_extract_features(fn, model), _extractor(-1)
+    )
+
+
+def test_check_extract_features_post_relu(model) -> None:
+    def relu_for_conv(m, img, layers):
+        feats = extract_features(m, img, [n.replace("conv", "relu") for n in layers])
+        return {n: feats[n.replace("conv", "relu")] for n in layers}
+
+    message = _msg(lambda fn: checks.check_extract_features(fn, model), relu_for_conv)
+    assert "after its ReLU" in message
+
+
+def test_check_extract_features_wrong_layer(model) -> None:
+    message = _msg(
+        lambda fn: checks.check_extract_features(fn, model), _extractor(+3)
+    )  # relu1_1 -> pool1
+    assert "shape" in message
+
+
+def test_check_extract_features_no_preprocessing(model) -> None:
+    message = _msg(
+        lambda fn: checks.check_extract_features(fn, model), _extractor(preprocess=False)
+    )
+    assert "model.preprocess" in message
+
+
+def test_check_extract_features_detached(model) -> None:
+    message = _msg(lambda fn: checks.check_extract_features(fn, model), _extractor(detach=True))
+    assert "no gradient" in message
+
+
+def test_check_extract_features_missing_layers(model) -> None:
+    def only_first(m, img, layers):
+        return extract_features(m, img, layers[:1])
+
+    assert "exactly the layers" in _msg(
+        lambda fn: checks.check_extract_features(fn, model), only_first
+    )
+
+
+# --- the L-BFGS closure (assignment A3) ---------------------------------------------------------
+
+
+def _closure_maker(zero=True, backward=True, clamp=False, item=False, rows=1, tensors=False):
+    """make_closure as in assignment A3, with one of the usual mistakes switched on."""
+
+    def make_closure(optimizer, gen_img, loss_fn, history):
+        def closure():
+            if zero:
+                optimizer.zero_grad()
+            if clamp:
+                with torch.no_grad():
+                    gen_img.clamp_(0, 1)
+            losses = loss_fn(gen_img)
+            if backward:
+                losses["total"].backward()
+            for _ in range(rows):
+                values = {k: v if tensors else float(v.detach()) for k, v in losses.items()}
+                history.append({"step": len(history) + 1, **values})
+            return losses["total"].item() if item else losses["total"]
+
+        return closure
+
+    return make_closure
+
+
+def test_check_closure_passes(capsys: pytest.CaptureFixture[str]) -> None:
+    checks.check_closure(_closure_maker())
+    assert capsys.readouterr().out.startswith("✓")
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"zero": False}, "zero_grad"),
+        ({"backward": False}, "backward"),
+        ({"clamp": True}, "clamp"),
+        ({"item": True}, "not .item()"),
+        ({"rows": 0}, "exactly one row"),
+        ({"rows": 2}, "exactly one row"),
+        ({"tensors": True}, "float(value)"),
+    ],
+    ids=["no-zero-grad", "no-backward", "clamp", "item", "no-row", "two-rows", "tensor-rows"],
+)
+def test_check_closure_mistakes(kwargs, words) -> None:
+    assert words in _msg(checks.check_closure, _closure_maker(**kwargs))
+
+
+def test_check_closure_evaluating_too_early() -> None:
+    def make_closure(optimizer, gen_img, loss_fn, history):
+        inner = _closure_maker()(optimizer, gen_img, loss_fn, history)
+        inner()  # evaluates once while building: history is no longer empty
+        return inner
+
+    assert "only define and return" in _msg(checks.check_closure, make_closure)
+
+
+def test_check_closure_not_written() -> None:
+    def make_closure(optimizer, gen_img, loss_fn, history):
+        raise NotImplementedError("Exercise 1: write make_closure")
+
+    assert "not written yet" in _msg(checks.check_closure, make_closure)
