@@ -76,7 +76,8 @@ def optimize(
     Returns the image (1,3,H,W) in [0, 1] whose losses the last history row reports, and the
     history: one dict per evaluation with step, seconds, the losses of ``loss_fn`` (total, content,
     style, tv) and range, the out-of-range penalty (not part of total).
-    ``callback(row, img)`` runs after every evaluation. A non-finite loss or gradient stops the
+    ``callback(row, img)`` runs after every evaluation; ``img`` is the live tensor, so
+    ``img.clone()`` it to keep a snapshot. A non-finite loss or gradient stops the
     run with a warning and returns the last good image; the original ``gen_img`` is never changed.
     """
     check_image(gen_img, "gen_img")

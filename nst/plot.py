@@ -98,11 +98,17 @@ def plot_losses(
         for label, history in histories.items():
             for key in keys:
                 name = " ".join(part for part in (label, key if len(keys) > 1 else "") if part)
-                ax.plot([row[x_key] for row in history], [row[key] for row in history], label=name)
+                # A log axis cannot show 0 (e.g. the content loss of the photo itself): skip those.
+                points = [(row[x_key], row[key]) for row in history if row[key] > 0 or not log]
+                ax.plot([p[0] for p in points], [p[1] for p in points], label=name)
         ax.set_xlabel("steps (loss-and-gradient evaluations)" if x_key == "step" else x_key)
         ax.set_ylabel("loss" if len(keys) > 1 else f"{keys[0]} loss")
         if log:
             ax.set_yscale("log")
+            top = max(max(line.get_ydata(), default=1.0) for line in ax.get_lines())
+            ax.set_ylim(
+                bottom=max(ax.get_ylim()[0], top * 1e-4)
+            )  # 4 decades: a start near 0 hides the rest
         if any(ax.get_legend_handles_labels()[1]):
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -202,3 +202,12 @@ def test_show_source_shows_the_code_that_runs() -> None:
 
     code = show_source(gram_matrix)
     assert "def gram_matrix" in code.data and "transpose" in code.data
+
+
+def test_plot_losses_log_axis_ignores_a_start_at_zero() -> None:
+    from nst.plot import plot_losses
+
+    history = [{"step": i, "content": v} for i, v in enumerate([0.0, 1e-7, 0.5, 0.7], 1)]
+    fig = plot_losses(history, keys=["content"])
+    assert fig.axes[0].get_ylim()[0] >= 0.7e-4  # not stretched down to 1e-7
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [2, 3, 4]  # the 0 is not plotted
