@@ -12,7 +12,7 @@ class ImageError(NSTError, ValueError):
 
 
 def short_errors() -> None:
-    """In IPython/Jupyter, show an NSTError as its one sentence instead of a traceback."""
+    """In IPython/Jupyter, show an NSTError as its one sentence instead of a traceback wall."""
     try:
         from IPython import get_ipython
     except ImportError:  # plain Python: tracebacks stay as they are
@@ -22,7 +22,7 @@ def short_errors() -> None:
         return
 
     def _show(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 - IPython's signature
-        print(f"{etype.__name__}: {value}")
-        return None
+        # Still an error (the cell fails, "Run all" stops, graders and nbval see it), one line long.
+        shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
 
     shell.set_custom_exc((NSTError,), _show)
