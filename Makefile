@@ -19,7 +19,7 @@ GRADE_ARGS ?=
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test lint notebooks colab release grade bench-grading clean distclean
+.PHONY: help install lab test lint notebooks colab release grade bench bench-grading clean distclean
 
 help:
 	@echo "make install    create $(VENV) and install requirements.txt and the nst package"
@@ -33,6 +33,8 @@ help:
 	@echo "make grade      grade a folder of submitted notebooks with nbgrader, each in a throwaway"
 	@echo "                copy: make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
 	@echo "                (writes OUT/grades.csv and OUT/feedback/<student>.html)"
+	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (~15 min on"
+	@echo "                2 CPU cores); writes data/bench/ (bench.csv, summary, figure, images)"
 	@echo "make bench-grading  grade 30 generated A1 submissions (correct and broken), print the times"
 	@echo "make clean      remove caches and build files (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
@@ -65,6 +67,10 @@ release: install
 
 grade: install
 	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
+
+# Not part of `make test`: about 15 minutes on 2 CPU cores. Lesson 06 and the README use its output.
+bench: install
+	$(BIN)/python -m nst.bench --out data/bench
 
 # Not part of `make test`: the bench test skips unless NST_BENCH=1.
 bench-grading: install

@@ -6,11 +6,12 @@ Vocabulary used everywhere: ``content_img`` (the photo), ``style_img`` (the pain
 loss-and-gradient evaluation.
 """
 
-from nst import checks, data, errors, images, losses, optim, plot, vgg
+from nst import checks, color, data, errors, images, losses, metrics, optim, plot, recipe, vgg
 from nst.errors import ImageError, NSTError
 from nst.images import load_image, save_image
 from nst.losses import content_loss, gram_matrix, make_loss_fn, style_loss, tv_loss
 from nst.optim import optimize
+from nst.recipe import stylize
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, extract_features, load_vgg19
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "ImageError",
     "NSTError",
     "checks",
+    "color",
     "content_loss",
     "data",
     "errors",
@@ -30,11 +32,14 @@ __all__ = [
     "load_vgg19",
     "losses",
     "make_loss_fn",
+    "metrics",
     "optim",
     "optimize",
     "plot",
+    "recipe",
     "save_image",
     "style_loss",
+    "stylize",
     "tv_loss",
     "vgg",
 ]

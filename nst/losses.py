@@ -96,10 +96,38 @@ def relative_error(gen_feats: torch.Tensor, target_feats: torch.Tensor) -> float
     return float((gen_feats - target_feats).norm() / target_feats.norm().clamp_min(1e-12))
 
 
+def style_targets(
+    model: VGG19Features,
+    style_img: torch.Tensor | Sequence[torch.Tensor],
+    style_layers: Sequence[str] = STYLE_LAYERS,
+    style_blend: Sequence[float] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Target Gram matrices {layer: (1,C,C)} of one painting, or the blend Σ_k w_k·A_k of several.
+
+    ``style_blend``: one weight per painting (default equal); they are scaled to sum to 1.
+    """
+    styles = [style_img] if isinstance(style_img, torch.Tensor) else list(style_img)
+    if not styles:
+        raise NSTError("Give at least one style image.")
+    blend = [1.0] * len(styles) if style_blend is None else [float(w) for w in style_blend]
+    if len(blend) != len(styles) or min(blend) < 0 or sum(blend) <= 0:
+        raise NSTError(
+            f"style_blend needs one weight >= 0 per style image ({len(styles)}), "
+            f"not all zero; got {list(blend)}."
+        )
+    targets: dict[str, torch.Tensor] = {}
+    with torch.no_grad():  # targets are constants: no graph needed
+        for img, w in zip(styles, blend):
+            for layer, f in extract_features(model, img, list(style_layers)).items():
+                gram = gram_matrix(f.float()) * (w / sum(blend))  # (1,C,C)
+                targets[layer] = targets[layer] + gram if layer in targets else gram
+    return targets
+
+
 def make_loss_fn(
     model: VGG19Features,
     content_img: torch.Tensor | None = None,
-    style_img: torch.Tensor | None = None,
+    style_img: torch.Tensor | Sequence[torch.Tensor] | None = None,
     *,
     content_layer: str = CONTENT_LAYER,
     style_layers: Sequence[str] = STYLE_LAYERS,
@@ -107,11 +135,16 @@ def make_loss_fn(
     style_weight: float = 10.0,
     tv_weight: float = 0.0,
     layer_weights: Mapping[str, float] | None = None,
+    style_blend: Sequence[float] | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> LossFn:
     """A function gen_img (1,3,H,W) -> {"total", "content", "style", "tv"}, targets computed once.
 
     total = content_weight·content + style_weight·style + tv_weight·tv. Leave out ``content_img``
     (or ``style_img``) to reconstruct only style (or only content), as in Gatys et al.'s Fig. 1.
+    ``style_img`` may be a list of paintings mixed by ``style_blend`` (see ``style_targets``).
+    ``autocast_dtype`` (e.g. torch.bfloat16) runs the network in lower precision (lesson 05);
+    the losses themselves are always computed in fp32.
     """
     if content_img is None and style_img is None:
         raise NSTError("make_loss_fn needs a content_img, a style_img, or both.")
@@ -119,29 +152,31 @@ def make_loss_fn(
     content_layers = [content_layer] if content_img is not None else []
     if layer_weights is not None and set(layer_weights) - set(style_layers):
         raise NSTError(f"layer_weights names layers not in style_layers {style_layers}.")
+    if layer_weights is not None:  # a layer with weight 0 costs time and changes nothing
+        style_layers = [layer for layer in style_layers if layer_weights.get(layer, 0.0)]
+        layer_weights = {layer: layer_weights[layer] for layer in style_layers}
     with torch.no_grad():  # targets are constants: no graph needed
         content_target = (
             extract_features(model, content_img, content_layers)[content_layer]
             if content_layers
             else None
         )
-        style_grams = (
-            {
-                layer: gram_matrix(f)
-                for layer, f in extract_features(model, style_img, style_layers).items()
-            }
-            if style_layers
-            else {}
-        )
+    style_grams = (
+        style_targets(model, style_img, style_layers, style_blend)
+        if style_img is not None and style_layers
+        else {}
+    )
 
     device = next(model.parameters()).device
 
     def loss_fn(gen_img: torch.Tensor) -> dict[str, torch.Tensor]:
         gen_img = gen_img.to(device)  # differentiable: gradients flow back to the caller's tensor
-        feats = extract_features(model, gen_img, content_layers + style_layers)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            feats = extract_features(model, gen_img, content_layers + list(style_grams))
+        feats = {k: v.float() for k, v in feats.items()}  # the losses in fp32, always
         zero = torch.zeros((), device=device)
         c = content_loss(feats[content_layer], content_target) if content_layers else zero
-        s = style_loss(feats, style_grams, layer_weights) if style_layers else zero
+        s = style_loss(feats, style_grams, layer_weights) if style_grams else zero
         t = tv_loss(gen_img) if tv_weight else zero
         total = content_weight * c + style_weight * s + tv_weight * t
         return {"total": total, "content": c, "style": s, "tv": t}

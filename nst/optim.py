@@ -25,7 +25,7 @@ from nst.errors import NSTError
 from nst.images import check_image
 from nst.losses import LossFn
 
-Callback = Callable[[dict[str, float], torch.Tensor], None]
+Callback = Callable[[dict[str, float], torch.Tensor], "bool | None"]
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
 
 
@@ -77,7 +77,8 @@ def optimize(
     history: one dict per evaluation with step, seconds, the losses of ``loss_fn`` (total, content,
     style, tv) and range, the out-of-range penalty (not part of total).
     ``callback(row, img)`` runs after every evaluation; ``img`` is the live tensor, so
-    ``img.clone()`` it to keep a snapshot. A non-finite loss or gradient stops the
+    ``img.clone()`` it to keep a snapshot; if it returns True the run stops there (a Stop button
+    does this). A non-finite loss or gradient stops the
     run with a warning and returns the last good image; the original ``gen_img`` is never changed.
     """
     check_image(gen_img, "gen_img")
@@ -109,8 +110,8 @@ def optimize(
         history.append(row)
         bar.update(1)
         bar.set_postfix(loss=f"{row['total']:.4g}", refresh=False)
-        if callback is not None:
-            callback(row, img.detach())
+        if callback is not None and callback(row, img.detach()):
+            raise _Stop("budget")  # the caller asked to stop: a normal end, no warning
         return objective
 
     try:

@@ -88,8 +88,12 @@ def plot_losses(
     keys: Sequence[str] = ("total",),
     x: str | Sequence[str] = "step",
     log: bool = True,
+    ylabel: str = "loss",
 ) -> Figure:
-    """Loss curves of ``optimize`` histories (one, or {label: history}) vs step and/or seconds."""
+    """Curves of ``optimize`` histories (one, or {label: history}) vs step and/or seconds.
+
+    Any rows with the keys work, e.g. distances from ``nst.metrics`` with ``ylabel="distance"``.
+    """
     if not isinstance(histories, Mapping):
         histories = {"": histories}
     xs = [x] if isinstance(x, str) else list(x)
@@ -102,7 +106,7 @@ def plot_losses(
                 points = [(row[x_key], row[key]) for row in history if row[key] > 0 or not log]
                 ax.plot([p[0] for p in points], [p[1] for p in points], label=name)
         ax.set_xlabel("steps (loss-and-gradient evaluations)" if x_key == "step" else x_key)
-        ax.set_ylabel("loss" if len(keys) > 1 else f"{keys[0]} loss")
+        ax.set_ylabel(ylabel if len(keys) > 1 else f"{keys[0]} {ylabel}")
         if log:
             ax.set_yscale("log")
             top = max(max(line.get_ydata(), default=1.0) for line in ax.get_lines())
@@ -158,5 +162,19 @@ def show_bars(values: Mapping[str, float], title: str = "", log: bool = False) -
     if log:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def show_tradeoff(points: Mapping[str, tuple[float, float]]) -> Figure:
+    """Labelled (content distance, style distance) points joined in order: a trade-off curve."""
+    fig, (ax,) = _grid(1, None, 4.5, aspect=0.8)
+    xs, ys = zip(*points.values())
+    ax.plot(xs, ys, "o-", color="tab:blue")
+    for label, (x, y) in points.items():
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("content distance (lower: more photo)")
+    ax.set_ylabel("style distance (lower: more painting)")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -159,6 +159,7 @@ class VGG19Features(nn.Module):
         self.features = features
         self.requires_grad_(False)  # the network is fixed: only images are optimised
         self.eval()  # no dropout/batch-norm in features, but eval() is the safe habit
+        self.stop_early = True  # skip the layers after the deepest one asked for (lesson 05)
 
     def forward(
         self, img: torch.Tensor, layers: list[str] | tuple[str, ...]
@@ -178,7 +179,7 @@ class VGG19Features(nn.Module):
             x = layer(x)
             if index in wanted:
                 out[wanted[index]] = x
-            if index == max(wanted):  # nothing deeper is needed: stop early
+            if self.stop_early and index == max(wanted):  # nothing deeper is needed
                 break
         return out
 

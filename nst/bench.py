@@ -1,0 +1,222 @@
+"""``python -m nst.bench``: the classic recipe against ``nst.stylize`` at 512 px, by nst.metrics.
+
+Each recipe runs in its own child process (so its peak memory is its own) on one fixed bundled
+pair, starting from the photo with the same losses and weights:
+
+- classic: Gatys et al.'s single-size L-BFGS, fp32, 300 steps at the full size;
+- stylize: ``nst.stylize`` with its defaults.
+
+A run keeps snapshots of its image (8-bit copies, taken inside the timed run, which costs
+microseconds); the distances are computed afterwards, in this parent process, in fp32. The report
+gives each recipe's wall time, peak RSS and distances, and the moment the fast run first equals or
+beats the classic result on *both* distances. ``--out DIR`` also writes ``bench.csv`` (every
+snapshot, labelled with the machine and date), ``bench.png`` and the two final images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import nst
+from nst.data import content_path, style_path
+from nst.images import save_image
+from nst.losses import LossFn
+from nst.metrics import Snapshots
+from nst.recipe import stylize
+
+CLASSIC_STEPS = 300
+SNAPSHOT_EVERY = {"classic": 10, "stylize": 1}  # steps between snapshots
+
+
+def seconds_per_step(loss_fn: LossFn, img: torch.Tensor, repeats: int = 3) -> float:
+    """Mean seconds of one loss-and-gradient evaluation of ``loss_fn`` at ``img`` (1,3,H,W)."""
+    x = img.detach().clone().requires_grad_(True)
+    loss_fn(x)["total"].backward()  # a warm-up call: the first one allocates memory
+    start = time.perf_counter()
+    for _ in range(repeats):
+        x.grad = None
+        loss_fn(x)["total"].backward()
+    return (time.perf_counter() - start) / repeats
+
+
+def _cpu_name() -> str:
+    """The CPU's model name where the system tells it (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def run_recipe(recipe: str, args: argparse.Namespace, out: Path) -> None:
+    """In a child process: run one recipe and save its time, peak RSS and snapshots to ``out``."""
+    torch.manual_seed(0)
+    model = nst.load_vgg19(device="cpu")
+    content_img = nst.load_image(content_path(args.content), long_side=args.size)  # (1,3,H,W)
+    style_img = nst.load_image(style_path(args.style), long_side=args.size)
+    snaps = Snapshots(every=SNAPSHOT_EVERY[recipe])
+    start = time.perf_counter()
+    if recipe == "classic":
+        loss_fn = nst.make_loss_fn(model, content_img, style_img, tv_weight=10.0)
+        img, history = nst.optimize(content_img, loss_fn, args.classic_steps, callback=snaps,
+                                    progress=False)  # fmt: skip
+    else:
+        options = {} if args.steps is None else {"steps": args.steps}  # else its default
+        img, history = stylize(content_img, style_img, size=args.size, model=model,
+                               callback=snaps, progress=False, **options)  # fmt: skip
+    seconds = time.perf_counter() - start
+    snaps.add({**history[-1], "step": len(history), "seconds": seconds}, img)  # the result
+    torch.save({"seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "steps": len(history),
+                "snaps": snaps.items}, out)  # fmt: skip
+
+
+def _child(recipe: str, args: argparse.Namespace, out: Path) -> dict:
+    """Run ``recipe`` in a fresh interpreter and load what it saved."""
+    cmd = [sys.executable, "-m", "nst.bench", "--child", recipe, "--child-out", str(out),
+           "--content", args.content, "--style", args.style, "--size", str(args.size),
+           "--classic-steps", str(args.classic_steps)]  # fmt: skip
+    cmd += [] if args.steps is None else ["--steps", str(args.steps)]
+    print(f"running {recipe} ...", flush=True)
+    subprocess.run(cmd, check=True)
+    return torch.load(out, weights_only=False)
+
+
+def _evaluate(results: dict[str, dict], args: argparse.Namespace) -> list[dict]:
+    """One row per snapshot: recipe, step, seconds, size and the distances at the full size."""
+    model = nst.load_vgg19(device="cpu")
+    content_img = nst.load_image(content_path(args.content), long_side=args.size)
+    style_img = nst.load_image(style_path(args.style), long_side=args.size)
+    machine = f"{_cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    date = datetime.date.today().isoformat()
+    rows = []
+    for recipe, res in results.items():
+        snaps = Snapshots()
+        snaps.items = [({"size": img8.shape[-1], **row}, img8) for row, img8 in res["snaps"]]
+        for row in snaps.distance_history(content_img, style_img, model):
+            rows.append({"recipe": recipe, **{k: round(v, 5) for k, v in row.items()},
+                         "machine": machine, "date": date})  # fmt: skip
+    return rows
+
+
+def summarize(rows: list[dict], results: dict[str, dict]) -> dict[str, float | None]:
+    """Final distances per recipe and when the fast run first matched the classic on both."""
+    final = {
+        r: max((row for row in rows if row["recipe"] == r), key=lambda row: row["step"])
+        for r in results
+    }
+    target = final["classic"]
+    beaten = [
+        row
+        for row in rows
+        if row["recipe"] == "stylize"
+        and row["content"] <= target["content"]
+        and row["style"] <= target["style"]
+    ]
+    first = min((row["seconds"] for row in beaten), default=None)
+    return {
+        "classic_seconds": results["classic"]["seconds"],
+        "stylize_seconds": results["stylize"]["seconds"],
+        "seconds_to_beat": first,
+        "speedup": results["classic"]["seconds"] / first if first else None,
+    }
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    """Content and style distance against seconds for both recipes, saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nst.plot import plot_losses
+
+    histories = {r: [row for row in rows if row["recipe"] == r] for r in ("classic", "stylize")}
+    fig = plot_losses(histories, keys=("content", "style"), x="seconds", ylabel="distance")
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run both recipes in child processes, print and save the report."""
+    parser = argparse.ArgumentParser(prog="python -m nst.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--content", default="astronaut", help="bundled photo (default astronaut)")
+    parser.add_argument("--style", default="starry_night", help="bundled painting")
+    parser.add_argument("--size", type=int, default=512, help="long side in px (default 512)")
+    parser.add_argument("--classic-steps", type=int, default=CLASSIC_STEPS,
+                        help=f"the classic recipe's steps (default {CLASSIC_STEPS})")
+    parser.add_argument("--steps", type=int, help="stylize's steps (default: its own default)")
+    parser.add_argument("--out", type=Path, help="folder for bench.csv, bench.png and images")
+    parser.add_argument("--child", choices=("classic", "stylize"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        run_recipe(args.child, args, args.child_out)
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = {r: _child(r, args, Path(tmp) / f"{r}.pt") for r in ("classic", "stylize")}
+    rows = _evaluate(results, args)
+    summary = summarize(rows, results)
+    print(
+        f"\n{args.content} in the style of {args.style}, {args.size} px long side, "
+        f"{rows[0]['machine']}, {rows[0]['date']}"
+    )
+    print(f"{'recipe':<10}{'steps':>7}{'seconds':>10}{'peak RSS':>11}{'content':>10}{'style':>9}")
+    for recipe, res in results.items():
+        last = max((row for row in rows if row["recipe"] == recipe), key=lambda row: row["step"])
+        print(
+            f"{recipe:<10}{res['steps']:>7}{res['seconds']:>10.1f}{res['peak_rss_mb']:>8.0f} MB"
+            f"{last['content']:>10.4f}{last['style']:>9.4f}"
+        )
+    if summary["seconds_to_beat"] is None:
+        print("stylize never matched the classic result on both distances.")
+    else:
+        print(
+            f"stylize matched the classic result on both distances after "
+            f"{summary['seconds_to_beat']:.1f} s: {summary['speedup']:.1f}x sooner "
+            f"than the classic's {summary['classic_seconds']:.0f} s."
+        )
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        with open(args.out / "bench.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        summary_rows = {
+            r: {k: round(res[k], 2) for k in ("steps", "seconds", "peak_rss_mb")}
+            for r, res in results.items()
+        }
+        (args.out / "bench_summary.json").write_text(
+            json.dumps(
+                {**summary_rows, **summary, "machine": rows[0]["machine"], "date": rows[0]["date"]},
+                indent=2,
+            )
+            + "\n"
+        )
+        _plot(rows, args.out / "bench.png")
+        for recipe, res in results.items():
+            save_image(res["snaps"][-1][1].float() / 255, args.out / f"bench_{recipe}.jpg")
+        print(f"wrote {args.out}/bench.csv, bench_summary.json, bench.png and the final images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Distances that say how well a result matches its photo and its painting, comparable across runs.
+
+A loss is what one run minimises; a *distance* is how every run is judged, whatever its weights,
+optimiser, precision or sizes. All are relative errors (0 = a perfect match, 1 = as far away as an
+all-zero answer), computed in fp32 with the frozen Oxford VGG19 at the result's own size:
+
+- ``content_distance``: ‖F - P‖ / ‖P‖ at relu4_2 (F: the result's features, P: the photo's).
+- ``style_distances``: per layer ‖G - A‖ / ‖A‖ between Gram matrices (G: the result's, A: the
+  painting's), for relu1_1 … relu5_1; ``style_distance`` is their plain average.
+- ``ssim``: structural similarity (Wang et al. 2004) of the two images' luma, 1 = identical.
+
+They are the square roots of our losses' terms (lesson 03) but unweighted and always over the
+same layers, so a run that changes the weights or the layers is still measured on the same scale.
+Keep ``style_img`` at the same size for every result you compare: a Gram matrix depends on the
+scale of the painting's brush strokes in pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from nst.errors import NSTError
+from nst.images import check_image
+from nst.losses import gram_matrix, relative_error
+from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, extract_features
+
+
+def _fp32(img: torch.Tensor) -> contextlib.ExitStack:
+    """A context with no graph and no autocast on ``img``'s device: every distance is fp32."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.no_grad())
+    stack.enter_context(torch.autocast(device_type=img.device.type, enabled=False))
+    return stack
+
+
+def _fp32_features(
+    model: VGG19Features, img: torch.Tensor, layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Features {layer: (1,C,H,W)} of ``img`` in fp32 without a graph, whatever autocast is on."""
+    with _fp32(img):
+        return {k: v.float() for k, v in extract_features(model, img.float(), list(layers)).items()}
+
+
+def content_distance(
+    gen_img: torch.Tensor,
+    content_img: torch.Tensor,
+    model: VGG19Features,
+    content_layer: str = CONTENT_LAYER,
+) -> float:
+    """‖F - P‖ / ‖P‖ of two (1,3,H,W) images' features at ``content_layer`` (same size needed)."""
+    if gen_img.shape != content_img.shape:
+        raise NSTError(
+            f"content_distance needs images of one size, got {tuple(gen_img.shape)} and "
+            f"{tuple(content_img.shape)}; resize the photo with nst.images.resize."
+        )
+    gen = _fp32_features(model, gen_img, [content_layer])[content_layer]
+    target = _fp32_features(model, content_img, [content_layer])[content_layer]
+    return relative_error(gen, target)
+
+
+def style_distances(
+    gen_img: torch.Tensor,
+    style_img: torch.Tensor,
+    model: VGG19Features,
+    style_layers: Sequence[str] = STYLE_LAYERS,
+) -> dict[str, float]:
+    """{layer: ‖G - A‖ / ‖A‖} between the Gram matrices of a result and a painting (any sizes)."""
+    gen = _fp32_features(model, gen_img, style_layers)
+    target = _fp32_features(model, style_img, style_layers)
+    with _fp32(gen_img):
+        return {
+            layer: relative_error(gram_matrix(gen[layer]), gram_matrix(target[layer]))
+            for layer in style_layers
+        }
+
+
+def style_distance(
+    gen_img: torch.Tensor,
+    style_img: torch.Tensor,
+    model: VGG19Features,
+    style_layers: Sequence[str] = STYLE_LAYERS,
+) -> float:
+    """The average over ``style_layers`` of the relative Gram error (see ``style_distances``)."""
+    per_layer = style_distances(gen_img, style_img, model, style_layers)
+    return sum(per_layer.values()) / len(per_layer)
+
+
+def _luma(img: torch.Tensor) -> torch.Tensor:
+    """(1,3,H,W) RGB -> (1,1,H,W) luma Y of ITU-R BT.601, the Y that JPEG and cv2 use."""
+    weights = img.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return (img * weights).sum(dim=1, keepdim=True)
+
+
+def ssim(img_a: torch.Tensor, img_b: torch.Tensor, window: int = 11, sigma: float = 1.5) -> float:
+    """Structural similarity of two (1,3,H,W) images in [0, 1] on their luma: 1 means identical."""
+    with _fp32(img_a):
+        return _ssim(img_a, img_b, window, sigma)
+
+
+def _ssim(img_a: torch.Tensor, img_b: torch.Tensor, window: int, sigma: float) -> float:
+    """``ssim`` itself, run inside the fp32 context."""
+    check_image(img_a, "img_a")
+    check_image(img_b, "img_b")
+    if img_a.shape != img_b.shape:
+        raise NSTError(
+            f"ssim needs images of one size, got {tuple(img_a.shape)} and {tuple(img_b.shape)}."
+        )
+    x, y = _luma(img_a.float()), _luma(img_b.float())  # (1,1,H,W) each
+    coords = torch.arange(window, dtype=torch.float32, device=x.device) - (window - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    kernel = (g[:, None] * g[None, :] / g.sum() ** 2).view(1, 1, window, window)  # sums to 1
+
+    def blur(t: torch.Tensor) -> torch.Tensor:  # local Gaussian-weighted mean, same size
+        return F.conv2d(F.pad(t, [window // 2] * 4, mode="replicate"), kernel)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x, var_y = blur(x * x) - mu_x**2, blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2  # Wang et al.'s constants for a dynamic range of 1
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+    )
+    return float(ssim_map.mean())
+
+
+def evaluate(
+    gen_img: torch.Tensor,
+    content_img: torch.Tensor,
+    style_img: torch.Tensor,
+    model: VGG19Features,
+) -> dict[str, float]:
+    """{"content", "style", "ssim", and "style_<layer>" per layer} for a (1,3,H,W) result.
+
+    A ``content_img`` of another size is first resized to the result's (as for a snapshot taken
+    at a smaller size in a coarse-to-fine run).
+    """
+    if content_img.shape != gen_img.shape:
+        content_img = F.interpolate(
+            content_img, size=gen_img.shape[-2:], mode="bilinear", antialias=True
+        ).clamp(0, 1)  # (1,3,H,W) like gen_img
+    per_layer = style_distances(gen_img, style_img, model)
+    return {
+        "content": content_distance(gen_img, content_img, model),
+        "style": sum(per_layer.values()) / len(per_layer),
+        "ssim": ssim(gen_img, content_img),
+        **{f"style_{layer}": value for layer, value in per_layer.items()},
+    }
+
+
+class Snapshots:
+    """A ``callback`` for ``optimize``/``stylize``: an 8-bit copy of the image every few steps.
+
+    Taking a copy costs microseconds, so a timed run stays honest; the distances are computed
+    afterwards by ``distance_history``.
+    """
+
+    def __init__(self, every: int = 1) -> None:
+        self.every = every
+        self.items: list[tuple[dict[str, float], torch.Tensor]] = []  # (row, (1,3,h,w) uint8)
+
+    def __call__(self, row: dict[str, float], img: torch.Tensor) -> bool:
+        """Keep (row, image) on every ``every``-th step; never asks the run to stop."""
+        if row["step"] % self.every == 0:
+            self.add(row, img)
+        return False
+
+    def add(self, row: dict[str, float], img: torch.Tensor) -> None:
+        """Keep ``row`` and an 8-bit copy of ``img`` (1,3,h,w), e.g. a run's final result."""
+        self.items.append((dict(row), (img.detach().clamp(0, 1) * 255).round().byte().cpu()))
+
+    def distance_history(
+        self, content_img: torch.Tensor, style_img: torch.Tensor, model: VGG19Features
+    ) -> list[dict[str, float]]:
+        """One row per snapshot: step, seconds and ``evaluate``'s distances at the photo's size."""
+        rows = []
+        for row, img8 in self.items:
+            img = img8.to(content_img.device).float() / 255  # (1,3,h,w) in [0, 1]
+            if img.shape != content_img.shape:  # a smaller size of a coarse-to-fine run
+                img = F.interpolate(img, size=content_img.shape[-2:], mode="bilinear").clamp(0, 1)
+            keep = {k: row[k] for k in ("step", "seconds", "size") if k in row}
+            rows.append({**keep, **evaluate(img, content_img, style_img, model)})
+        return rows

@@ -1,0 +1,259 @@
+"""nst.metrics, nst.color, nst.stylize and nst.bench: numbers and behaviour, on small images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nst
+from nst import color, metrics
+from nst.bench import seconds_per_step, summarize
+from nst.images import resize, shuffle_tiles
+from nst.losses import gram_matrix, make_loss_fn, style_targets
+from nst.recipe import autocast_dtype, scale_sizes, split_steps, stylize
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_distances_are_zero_for_the_targets_themselves(model, content64, style64):
+    assert metrics.content_distance(content64, content64, model) == pytest.approx(0, abs=1e-6)
+    assert metrics.style_distance(style64, style64, model) == pytest.approx(0, abs=1e-6)
+    assert metrics.ssim(content64, content64) == pytest.approx(1, abs=1e-6)
+
+
+def test_content_distance_is_the_square_root_of_the_content_loss(model, content64, style64):
+    gen = content64.flip(-1)  # the mirrored photo: another image of the same size
+    loss = make_loss_fn(model, content64, None)(gen)["content"]
+    assert metrics.content_distance(gen, content64, model) == pytest.approx(
+        float(loss) ** 0.5, rel=1e-4
+    )
+
+
+def test_style_distance_averages_relative_gram_errors(model, content64, style64):
+    per_layer = metrics.style_distances(content64, style64, model)
+    assert list(per_layer) == list(nst.STYLE_LAYERS)
+    feats = nst.extract_features(model, content64, ["relu3_1"])["relu3_1"]
+    target = nst.extract_features(model, style64, ["relu3_1"])["relu3_1"]
+    g, a = gram_matrix(feats), gram_matrix(target)
+    assert per_layer["relu3_1"] == pytest.approx(float((g - a).norm() / a.norm()), rel=1e-4)
+    assert metrics.style_distance(content64, style64, model) == pytest.approx(
+        sum(per_layer.values()) / 5
+    )
+
+
+def test_style_distance_ignores_layout_but_content_distance_does_not(model, style64):
+    shuffled = shuffle_tiles(style64, tiles=2)
+    img = style64[..., : shuffled.shape[-2], : shuffled.shape[-1]]
+    assert metrics.style_distance(shuffled, img, model) < 0.3
+    assert metrics.content_distance(shuffled, img, model) > 0.5
+
+
+def test_ssim_drops_with_noise_and_needs_one_size(content64):
+    noisy = (content64 + 0.2 * torch.randn_like(content64)).clamp(0, 1)
+    assert 0 < metrics.ssim(noisy, content64) < 0.8
+    with pytest.raises(nst.NSTError, match="one size"):
+        metrics.ssim(content64, content64[..., :32, :])
+
+
+def test_evaluate_is_fp32_even_under_autocast(model, content64, style64):
+    plain = metrics.evaluate(content64, content64, style64, model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = metrics.evaluate(content64, content64, style64, model)
+    assert under_autocast == pytest.approx(plain, rel=1e-5)
+    assert set(plain) == {"content", "style", "ssim"} | {f"style_{n}" for n in nst.STYLE_LAYERS}
+
+
+# ---------------------------------------------------------------------------- colour
+
+
+def test_luma_only_is_grey_and_combine_luma_restores_the_photo(content64):
+    grey = color.luma_only(content64)
+    assert grey.shape == content64.shape
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    assert torch.allclose(color.combine_luma(content64, content64), content64, atol=2e-3)
+    # The luma comes from the first image, the colour from the second.
+    recombined = color.combine_luma(grey, content64)
+    assert torch.allclose(recombined, content64, atol=2e-3)
+
+
+def test_match_histograms_gives_the_reference_colour_statistics(content64, style64):
+    matched = color.match_histograms(style64, content64)
+    assert matched.shape == style64.shape
+    for ch in range(3):  # means move to the photo's
+        assert float(matched[:, ch].mean()) == pytest.approx(
+            float(content64[:, ch].mean()), abs=0.03
+        )
+    assert float((matched - style64).abs().mean()) > 0.05  # the painting did change colour
+
+
+def test_match_luma_matches_mean_and_spread(content64, style64):
+    y = color.match_luma(style64, content64)
+    y_ref = color.luma_only(content64)
+    assert float(y.mean()) == pytest.approx(float(y_ref.mean()), abs=0.02)
+    assert float(y.std()) == pytest.approx(float(y_ref.std()), abs=0.02)
+
+
+# ---------------------------------------------------------------------------- blend targets
+
+
+def test_style_targets_blend_is_the_weighted_gram_average(model, content64, style64):
+    one = style_targets(model, style64, ["relu2_1"])
+    two = style_targets(model, content64, ["relu2_1"])
+    mixed = style_targets(model, [style64, content64], ["relu2_1"], style_blend=[3, 1])
+    expected = 0.75 * one["relu2_1"] + 0.25 * two["relu2_1"]
+    assert torch.allclose(mixed["relu2_1"], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(nst.NSTError, match="one weight"):
+        style_targets(model, [style64, content64], ["relu2_1"], style_blend=[1])
+
+
+def test_zero_weight_layers_are_skipped_and_autocast_keeps_fp32_losses(model, content64, style64):
+    weights = {"relu1_1": 1.0, "relu2_1": 0.0}
+    fn = make_loss_fn(model, content64, style64, style_layers=["relu1_1", "relu2_1"],
+                      layer_weights=weights)  # fmt: skip
+    only = make_loss_fn(model, content64, style64, style_layers=["relu1_1"])
+    assert float(fn(content64)["style"]) == pytest.approx(float(only(content64)["style"]))
+    low = make_loss_fn(model, content64, style64, autocast_dtype=torch.bfloat16)(content64)
+    full = make_loss_fn(model, content64, style64)(content64)
+    assert low["style"].dtype == torch.float32
+    assert float(low["style"]) == pytest.approx(float(full["style"]), rel=0.2)
+
+
+# ---------------------------------------------------------------------------- stylize
+
+
+def test_scale_sizes_and_split_steps():
+    assert scale_sizes(512) == [128, 256, 512]
+    assert scale_sizes(200) == [200]  # 100 would be below the smallest size
+    assert scale_sizes(256) == [128, 256]
+    assert split_steps(100, 3) == [50, 30, 20]
+    assert split_steps(7, 2) == [4, 3]
+    assert sum(split_steps(33, 3)) == 33
+    with pytest.raises(nst.NSTError, match="too few"):
+        split_steps(2, 3)
+
+
+def test_autocast_dtype_defaults():
+    assert autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
+    assert autocast_dtype("fp32", torch.device("cpu")) is None
+    with pytest.raises(nst.NSTError, match="precision"):
+        autocast_dtype("int8", torch.device("cpu"))
+
+
+def test_stylize_goes_coarse_to_fine_and_lowers_the_style_distance(model, content64, style64):
+    img, history = stylize(content64, style64, size=64, sizes=[32, 64], steps=20, model=model,
+                           progress=False)  # fmt: skip
+    assert img.shape == content64.shape and 0 <= float(img.min()) and float(img.max()) <= 1
+    assert [row["step"] for row in history] == list(range(1, 21))
+    assert [row["size"] for row in history] == [32] * 12 + [64] * 8
+    assert all(b["seconds"] >= a["seconds"] for a, b in zip(history, history[1:]))
+    before = metrics.style_distance(content64, style64, model)
+    assert metrics.style_distance(img, style64, model) < 0.8 * before
+
+
+def test_stylize_options_run(model, content64, style64):
+    grey_style = color.luma_only(style64)
+    common = dict(size=64, sizes=[64], steps=4, model=model, progress=False)
+    luma, _ = stylize(content64, style64, preserve_color="luma", **common)
+    # Luma transfer keeps the photo's chroma: its colour differences stay near the photo's.
+    cb = lambda img: float(img[:, 2].mean() - img[:, 0].mean())  # noqa: E731 - blue minus red
+    assert cb(luma) == pytest.approx(cb(content64), abs=0.05)
+    blend, _ = stylize(content64, [style64, grey_style], style_blend=[1, 1], **common)
+    scaled, _ = stylize(content64, style64, style_scale=0.5, **common)
+    hist, _ = stylize(content64, style64, preserve_color="histogram", **common)
+    for img in (blend, scaled, hist):
+        assert img.shape == content64.shape
+
+
+def test_stylize_callback_can_stop_the_run(model, content64, style64):
+    seen = []
+
+    def stop_after_three(row, img):
+        seen.append(row)
+        return len(seen) == 3
+
+    img, history = stylize(
+        content64, style64, size=64, sizes=[32, 64], steps=20, model=model, progress=False,
+        callback=stop_after_three,
+    )  # fmt: skip
+    assert len(history) == 3 and img.shape[-1] == 32  # stopped at the first size
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(preserve_color="sepia"), "preserve_color"),
+        (dict(style_scale=10), "style_scale"),
+        (dict(sizes=[64, 32]), "sizes must grow"),
+        (dict(steps=2.5), "whole number"),
+        (dict(precision="fp8"), "precision"),
+    ],
+)
+def test_stylize_bad_arguments_get_one_sentence(model, content64, style64, kwargs, match):
+    with pytest.raises(nst.NSTError, match=match):
+        stylize(content64, style64, size=64, model=model, progress=False, **kwargs)
+
+
+# ---------------------------------------------------------------------------- bench
+
+
+def test_bench_summary_finds_the_first_snapshot_better_on_both():
+    rows = [
+        {"recipe": "classic", "step": 300, "seconds": 600.0, "content": 0.5, "style": 0.1},
+        {"recipe": "stylize", "step": 10, "seconds": 20.0, "content": 0.4, "style": 0.2},
+        {"recipe": "stylize", "step": 20, "seconds": 40.0, "content": 0.5, "style": 0.1},
+        {"recipe": "stylize", "step": 30, "seconds": 60.0, "content": 0.3, "style": 0.05},
+    ]
+    results = {"classic": {"seconds": 600.0}, "stylize": {"seconds": 60.0}}
+    summary = summarize(rows, results)
+    assert summary["seconds_to_beat"] == 40.0 and summary["speedup"] == 15.0
+    rows[2]["style"] = 0.11
+    rows[3]["content"] = 0.6
+    assert summarize(rows, results)["speedup"] is None
+
+
+def test_snapshots_keep_every_nth_image_and_give_distances(model, content64, style64):
+    snaps = metrics.Snapshots(every=3)
+    loss_fn = make_loss_fn(model, content64, style64)
+    nst.optimize(content64, loss_fn, 7, callback=snaps, progress=False)
+    assert [row["step"] for row, _ in snaps.items] == [3, 6]
+    assert snaps.items[0][1].dtype == torch.uint8
+    rows = snaps.distance_history(content64, style64, model)
+    assert [r["step"] for r in rows] == [3, 6] and rows[0]["content"] > 0
+    small = metrics.Snapshots()
+    small.add({"step": 1, "seconds": 0.0, "size": 32}, resize(content64, 32))
+    (row,) = small.distance_history(content64, style64, model)  # upsampled to the photo's size
+    assert row["size"] == 32 and row["content"] < 0.5
+
+
+def test_stop_early_and_seconds_per_step(model, content64):
+    assert model.stop_early
+    whole = nst.load_vgg19(last_layer="pool5", device="cpu")
+    whole.stop_early = False
+    feats = whole(content64, ["relu1_1"])
+    assert torch.allclose(feats["relu1_1"], model(content64, ["relu1_1"])["relu1_1"])
+    loss_fn = make_loss_fn(model, content64, None)
+    assert 0 < seconds_per_step(loss_fn, content64, repeats=2) < 60
+
+
+def test_show_tradeoff_draws_labelled_points():
+    fig = nst.plot.show_tradeoff({"a": (0.2, 0.5), "b": (0.4, 0.3)})
+    (ax,) = fig.axes
+    assert list(ax.lines[0].get_xdata()) == [0.2, 0.4]
+    assert [t.get_text() for t in ax.texts] == ["a", "b"]
+
+
+def test_bench_runs_end_to_end(tmp_path, run_python):
+    out = tmp_path / "bench"
+    args = ["--size", "32", "--classic-steps", "6", "--steps", "4", "--out", str(out)]
+    code = f"import sys; from nst.bench import main; sys.exit(main({args!r}))"
+    result = run_python(code, tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "peak RSS" in result.stdout and "classic" in result.stdout
+    with open(out / "bench.csv") as f:
+        header = f.readline().strip().split(",")
+        lines = f.readlines()
+    assert header[:5] == ["recipe", "step", "seconds", "size", "content"]
+    assert "machine" in header and len(lines) >= 3
+    for name in ("bench.png", "bench_classic.jpg", "bench_stylize.jpg", "bench_summary.json"):
+        assert (out / name).stat().st_size > 0
