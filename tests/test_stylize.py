@@ -10,7 +10,7 @@ from nst import color, metrics
 from nst.bench import seconds_per_step, summarize
 from nst.images import resize, shuffle_tiles
 from nst.losses import gram_matrix, make_loss_fn, style_targets
-from nst.recipe import autocast_dtype, scale_sizes, split_steps, stylize
+from nst.recipe import autocast_dtype, scale_sizes, split_steps, stylize, upsample_with_detail
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -125,11 +125,22 @@ def test_scale_sizes_and_split_steps():
     assert scale_sizes(512) == [128, 256, 512]
     assert scale_sizes(200) == [200]  # 100 would be below the smallest size
     assert scale_sizes(256) == [128, 256]
-    assert split_steps(100, 3) == [50, 30, 20]
+    assert split_steps(100, 3) == [45, 30, 25]
     assert split_steps(7, 2) == [4, 3]
     assert sum(split_steps(33, 3)) == 33
     with pytest.raises(nst.NSTError, match="too few"):
         split_steps(2, 3)
+
+
+def test_upsample_with_detail_restores_the_photos_fine_detail(content64):
+    small = resize(content64, 32)  # (1,3,22,32): what a smaller size could hold
+    plain = torch.nn.functional.interpolate(small, size=content64.shape[-2:], mode="bilinear")
+    restored = upsample_with_detail(small, content64)
+    assert restored.shape == content64.shape
+    assert float((restored - content64).abs().mean()) < 0.3 * float(
+        (plain - content64).abs().mean()
+    )
+    assert upsample_with_detail(content64, content64) is content64
 
 
 def test_autocast_dtype_defaults():
@@ -145,7 +156,7 @@ def test_stylize_goes_coarse_to_fine_and_lowers_the_style_distance(model, conten
                            progress=False)  # fmt: skip
     assert img.shape == content64.shape and 0 <= float(img.min()) and float(img.max()) <= 1
     assert [row["step"] for row in history] == list(range(1, 21))
-    assert [row["size"] for row in history] == [32] * 12 + [64] * 8
+    assert [row["size"] for row in history] == [32] * 11 + [64] * 9
     assert all(b["seconds"] >= a["seconds"] for a, b in zip(history, history[1:]))
     before = metrics.style_distance(content64, style64, model)
     assert metrics.style_distance(img, style64, model) < 0.8 * before
@@ -207,9 +218,15 @@ def test_bench_summary_finds_the_first_snapshot_better_on_both():
     results = {"classic": {"seconds": 600.0}, "stylize": {"seconds": 60.0}}
     summary = summarize(rows, results)
     assert summary["seconds_to_beat"] == 40.0 and summary["speedup"] == 15.0
+    assert summary["classic_seconds_to_match_stylize"] is None  # stylize ended better than it
     rows[2]["style"] = 0.11
     rows[3]["content"] = 0.6
-    assert summarize(rows, results)["speedup"] is None
+    missed = summarize(rows, results)
+    assert missed["speedup"] is None
+    rows.insert(
+        0, {"recipe": "classic", "step": 100, "seconds": 200.0, "content": 0.6, "style": 0.05}
+    )
+    assert summarize(rows, results)["equal_quality_speedup"] == pytest.approx(200 / 60)
 
 
 def test_snapshots_keep_every_nth_image_and_give_distances(model, content64, style64):

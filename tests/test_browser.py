@@ -1,0 +1,389 @@
+"""Lesson 07's playground in a real browser: JupyterLab on loopback, headless Chromium, Playwright.
+
+The test copies notebooks/ to a temporary folder (the committed notebook is never saved over),
+makes the lesson's settings cell smaller, starts ``jupyter lab`` on 127.0.0.1 with a random token,
+opens the lesson, waits for the kernel, runs every cell, moves the steps slider with the keyboard,
+clicks Run, checks that the preview's bytes change during the run and that a result appears, then
+starts a long run, clicks Stop and checks that it stopped before its budget. Screenshots go to the
+test's tmp_path and to build/browser/ (NST_BROWSER_FIGURE=1 also rewrites
+notebooks/figures/07_playground.png).
+
+Without Chromium or Playwright it skips, except under CI=true, where it fails. DEVELOPERS.md has the
+details, the Chromium flags and how to install both.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = "07_playground.ipynb"
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: apt-get install -y chromium
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SHOTS = ROOT / "build" / "browser"  # a copy of the screenshots, for a person to look at
+FIGURE = ROOT / "notebooks" / "figures" / "07_playground.png"
+# The browser's run: small, so it takes seconds but still lasts long enough to see the preview move.
+TEST_SIZE, TEST_STEPS = 128, 40
+SERVER_START_S = 90
+RUN_ALL_S = 150
+RUN_S = 90
+
+
+def _require(condition: bool, reason: str) -> None:
+    """Skip with ``reason`` unless ``condition``; under CI=true fail instead: CI must run it."""
+    if condition:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI=true, so the browser test must run (see DEVELOPERS.md)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _small_settings(path: Path) -> None:
+    """Rewrite the lesson copy's settings cell to TEST_SIZE and TEST_STEPS."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    cells = [c for c in code if re.search(r"^SIZE = ", c.source, re.M)]
+    assert len(cells) == 1, "the lesson needs one settings cell with SIZE = ... and STEPS = ..."
+    source = re.sub(r"^SIZE = \d+", f"SIZE = {TEST_SIZE}", cells[0].source, flags=re.M)
+    cells[0].source = re.sub(r"^STEPS = \d+", f"STEPS = {TEST_STEPS}", source, flags=re.M)
+    nbformat.write(nb, path)
+
+
+def _lab_settings(folder: Path) -> None:
+    """JupyterLab user settings: no news or update checks, and every cell kept in the page."""
+    settings = {
+        "apputils-extension/notification": '{"fetchNews": "false", "checkForUpdates": false}',
+        # JupyterLab 4 removes cells far off screen from the page; the test needs the widgets there.
+        "notebook-extension/tracker": '{"windowingMode": "none"}',
+    }
+    for name, text in settings.items():
+        path = folder / "@jupyterlab" / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+@pytest.fixture
+def start_playwright():  # noqa: ANN201 - playwright's sync_playwright
+    """Playwright's ``sync_playwright``; skips (fails under CI=true) without it or Chromium."""
+    _require(CHROMIUM.exists(), f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require(False, "Playwright is not installed (pip install playwright)")
+    return sync_playwright
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A JupyterLab server on 127.0.0.1 serving a copy of notebooks/; terminated afterwards."""
+    root = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    if os.environ.get("NST_BROWSER_FIGURE") != "1":  # the figure shows the lesson's own settings
+        _small_settings(root / NOTEBOOK)
+    home = tmp_path / "jupyter"
+    _lab_settings(home / "settings")
+    port, token = _free_port(), uuid.uuid4().hex
+    env = dict(os.environ)
+    env.update(
+        MPLBACKEND="Agg",
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+    )
+    command = [
+        sys.executable, "-m", "jupyter", "lab", "--no-browser",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands and kernel status
+        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]  # fmt: skip
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    log_path = tmp_path / "jupyter.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"jupyter lab exited ({server.returncode}):\n{_tail(log_path)}")
+            if _answers(port, f"/api/status?token={token}"):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"jupyter lab did not answer in {SERVER_START_S} s:\n{_tail(log_path)}")
+            time.sleep(0.5)
+        yield {"url": f"{base}/lab/tree/{NOTEBOOK}?token={token}", "log": str(log_path)}
+    finally:
+        server.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def _answers(port: int, path: str) -> bool:
+    """True if the server on 127.0.0.1:port answers GET path with 200 OK."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log file."""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# JavaScript run in the page. window.jupyterapp exists because of --LabApp.expose_app_in_browser.
+KERNEL_STATUS = """() => {
+    const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const kernel = panel && panel.sessionContext && panel.sessionContext.session
+        && panel.sessionContext.session.kernel;
+    return kernel ? kernel.status : null;
+}"""
+CELLS_STATE = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    const cells = panel.content.widgets.filter(cell => cell.model.type === "code");
+    const errors = [];
+    cells.forEach((cell, i) => {
+        for (const out of cell.model.outputs.toJSON()) {
+            if (out.output_type === "error") errors.push(`cell ${i}: ${out.ename}: ${out.evalue}`);
+        }
+    });
+    return {
+        pending: cells.filter(c => c.model.executionCount === null
+                                   || c.model.executionState === "running").length,
+        errors,
+    };
+}"""
+PREVIEW_HASH = """async () => {
+    const img = document.querySelector("img.nst-preview");
+    if (!img || !img.src) return null;
+    const bytes = await (await fetch(img.src)).arrayBuffer();
+    const digest = await crypto.subtle.digest("SHA-256", bytes);
+    return Array.from(new Uint8Array(digest), b => b.toString(16).padStart(2, "0")).join("");
+}"""
+
+
+def _wait(what: str, check, timeout: float, interval: float = 0.25):  # noqa: ANN001
+    """Poll ``check()`` until it returns something truthy; fail naming ``what`` after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Shots:
+    """Screenshots numbered in order, in tmp_path and copied to build/browser/."""
+
+    def __init__(self, page, folder: Path) -> None:  # noqa: ANN001 - playwright's Page
+        self.page, self.folder, self.n = page, folder, 0
+        shutil.rmtree(SHOTS, ignore_errors=True)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def taken(self, name: str) -> bool:
+        """True if a screenshot called ``name`` was saved."""
+        return any(self.folder.glob(f"[0-9][0-9]_{name}.png"))
+
+    def __call__(self, name: str) -> Path:
+        """Save the visible page as NN_name.png; return its path in tmp_path."""
+        self.n += 1
+        path = self.folder / f"{self.n:02d}_{name}.png"
+        self.page.screenshot(path=str(path))
+        shutil.copy2(path, SHOTS / path.name)
+        return path
+
+
+@pytest.mark.slow
+def test_playground_in_chromium(
+    start_playwright,  # noqa: ANN001 - playwright's sync_playwright
+    lab: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    with start_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        shot = Shots(page, tmp_path)
+        try:
+            _drive(page, shot, lab)
+        except BaseException:
+            try:
+                shot("failed")  # what the page showed when it went wrong, next to the others
+            except Exception as err:  # a crashed page: the log below still helps
+                print(f"no screenshot of the failure: {err}")
+            print(f"screenshots in {tmp_path} and {SHOTS}; jupyter lab's log ends:")
+            print(_tail(Path(lab["log"])))
+            raise
+        finally:
+            browser.close()
+
+
+def _drive(page, shot: Shots, lab: dict[str, str]) -> None:  # noqa: ANN001 - playwright's Page
+    """Open the lesson, run all, then Run and Stop the playground, checking what the page shows."""
+    page.goto(lab["url"])
+    _wait("the notebook's kernel to be idle", lambda: page.evaluate(KERNEL_STATUS) == "idle", 120)
+    shot("opened")
+
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+    def all_done() -> bool:
+        state = page.evaluate(CELLS_STATE)
+        assert not state["errors"], "cells failed in the browser: " + "; ".join(state["errors"])
+        return state["pending"] == 0 and page.evaluate(KERNEL_STATUS) == "idle"
+
+    _wait("every cell to run", all_done, RUN_ALL_S, interval=0.5)
+    _wait("the playground's widgets", lambda: page.locator("button.nst-run").count() == 1, 30)
+    run, stop = page.locator("button.nst-run"), page.locator("button.nst-stop")
+    status = page.locator(".nst-status")
+    run.scroll_into_view_if_needed()
+    # The lesson's last cells stop a run and refuse a text file: its sentence is on show.
+    _wait("the status line's sentence", lambda: "Cannot use 'notes.txt'" in status.inner_text(), 30)
+    shot("ran_all_cells")
+
+    # Move the steps slider with the keyboard: two steps of 5 to the right.
+    readout = page.locator(".nst-steps .widget-readout")
+    start_steps = int(readout.inner_text().strip())  # the lesson's STEPS (TEST_STEPS here)
+    handle = page.locator(".nst-steps .noUi-handle")
+    handle.focus()
+    handle.press("ArrowRight")
+    handle.press("ArrowRight")
+    steps = start_steps + 10
+    _wait(f"the steps slider at {steps}", lambda: readout.inner_text().strip() == str(steps), 10)
+
+    before = page.evaluate(PREVIEW_HASH)
+    assert before, "the preview shows no image before the run"
+    kind = page.locator(".nst-status [data-kind]")  # the status line: info, busy, done or error
+    run.click()
+    _wait("the run to start", lambda: kind.get_attribute("data-kind") == "busy", 30, 0.05)
+    seen_running: set[str] = set()
+    texts: list[str] = []
+
+    def run_finished() -> bool:
+        text = status.inner_text()
+        texts.append(text)
+        if text.startswith("Running"):
+            digest = page.evaluate(PREVIEW_HASH)
+            if digest and digest != before:
+                seen_running.add(digest)
+            if _step(text) >= steps // 2 and not shot.taken("running"):
+                shot("running")
+        return kind.get_attribute("data-kind") in ("done", "error")
+
+    _wait("the run to finish", run_finished, RUN_S, interval=0.1)
+    final_text = status.inner_text()
+    assert final_text.startswith(f"Done: {steps} steps"), (
+        f"the run did not finish its {steps} steps: {final_text!r} (statuses seen: {texts[-5:]})"
+    )
+    assert len(seen_running) >= 2, (
+        f"the preview showed {len(seen_running)} different images during the run; expected it "
+        f"to change at least once (statuses seen: {sorted(set(texts))[:8]})"
+    )
+    final = page.evaluate(PREVIEW_HASH)
+    assert final and final != before, "no final image in the preview"
+    link = page.locator(".nst-download a[download]")
+    assert link.count() == 1, "no download link after the run"
+    assert (link.get_attribute("href") or "").startswith("data:image/png;base64,")
+    assert stop.is_disabled() and run.is_enabled()
+    page.locator(".nst-playground").scroll_into_view_if_needed()
+    shot("finished")
+    if os.environ.get("NST_BROWSER_FIGURE") == "1":  # the README's and the lesson's figure
+        page.locator(".nst-playground").screenshot(path=str(FIGURE))
+
+    # A long run (the slider's maximum), stopped after a few steps.
+    handle.focus()
+    handle.press("End")
+    _wait("the steps slider to move", lambda: readout.inner_text().strip() != str(steps), 10)
+    maximum = int(readout.inner_text().strip())
+    assert maximum >= 100, f"the steps slider's maximum is {maximum}"
+    run.click()
+    _wait("the second run to start", lambda: kind.get_attribute("data-kind") == "busy", 30, 0.05)
+    _wait("the second run to pass step 3", lambda: _step(status.inner_text()) >= 3, RUN_S, 0.1)
+    assert stop.is_enabled(), "Stop is disabled during a run"
+    shot("before_stop")
+    stop.click()
+    _wait("the run to stop", lambda: kind.get_attribute("data-kind") in ("done", "error"), 60, 0.1)
+    stopped = re.match(r"Stopped after (\d+) of (\d+) steps", status.inner_text())
+    assert stopped, status.inner_text()
+    done, budget = map(int, stopped.groups())
+    assert budget == maximum and 3 <= done < budget, status.inner_text()
+    assert run.is_enabled() and stop.is_disabled()
+    time.sleep(1.0)  # nothing moves after a stop
+    assert status.inner_text().startswith("Stopped"), status.inner_text()
+    shot("stopped")
+
+    # Uploads through the real FileUpload button: a broken file gets one sentence, a photo is used.
+    def upload(file: dict) -> None:
+        with page.expect_file_chooser() as chooser:  # the button opens the browser's file dialog
+            page.locator("button.nst-content-upload").click()
+        chooser.value.set_files(files=[file])
+
+    upload({"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\nbad"})
+    _wait("the upload's sentence", lambda: "Cannot use 'broken.png'" in status.inner_text(), 30)
+    sentence = status.inner_text().strip()
+    assert kind.get_attribute("data-kind") == "error" and "Traceback" not in sentence, sentence
+    assert len(sentence.splitlines()) == 1 and sentence.endswith("."), sentence
+    upload({"name": "tiny.png", "mimeType": "image/png", "buffer": _png(48, 32)})
+    _wait("the uploaded photo", lambda: "Loaded tiny.png (48×32)" in status.inner_text(), 30)
+    selected = page.locator(".nst-content select")
+    assert selected.input_value() != "chelsea", "the upload was not selected"
+    shot("uploaded")
+
+
+def _png(width: int, height: int) -> bytes:
+    """The bytes of a small PNG file: a grey gradient."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((width, height)).convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _step(text: str) -> int:
+    """The step number in a 'Running: step N of M, ...' status, else 0."""
+    found = re.match(r"Running: step (\d+)", text)
+    return int(found.group(1)) if found else 0
