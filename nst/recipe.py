@@ -97,8 +97,8 @@ def stylize(
 ) -> tuple[torch.Tensor, list[dict[str, float]]]:
     """Paint ``content_img`` (1,3,H,W) like ``style_img`` (one or a list) -> (img, history).
 
-    The result has ``size`` px on its long side. ``steps`` (loss-and-gradient evaluations in all)
-    are shared among ``sizes`` (default ``scale_sizes(size)``), most on the smallest.
+    ``steps`` (loss-and-gradient evaluations in all) are shared among ``sizes``, most on the
+    smallest; the result has the last size on its long side (default ``scale_sizes(size)``).
     ``style_blend``: a weight per painting; ``style_scale``: the painting's size relative to the
     result (2 = strokes twice as large); ``preserve_color``: None, "luma" or "histogram";
     ``precision``: "auto" (bf16 on CPU, fp16 on CUDA), "fp32", "bf16" or "fp16";
