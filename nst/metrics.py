@@ -127,6 +127,35 @@ def _ssim(img_a: torch.Tensor, img_b: torch.Tensor, window: int, sigma: float) -
     return float(ssim_map.mean())
 
 
+Targets = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (relu4_2 features, {layer: Gram})
+
+
+def _targets(content_img: torch.Tensor, style_img: torch.Tensor, model: VGG19Features) -> Targets:
+    """The photo's relu4_2 features (1,C,H,W) and the painting's Gram matrices {layer: (1,C,C)}."""
+    content = _fp32_features(model, content_img, [CONTENT_LAYER])[CONTENT_LAYER]
+    with _fp32(style_img):
+        feats = _fp32_features(model, style_img, STYLE_LAYERS)
+        grams = {layer: gram_matrix(f) for layer, f in feats.items()}
+    return content, grams
+
+
+def _measure(
+    gen_img: torch.Tensor, content_img: torch.Tensor, targets: Targets, model: VGG19Features
+) -> dict[str, float]:
+    """``evaluate``'s numbers from one forward pass of ``gen_img``, against ready targets."""
+    content_target, style_grams = targets
+    feats = _fp32_features(model, gen_img, [CONTENT_LAYER, *STYLE_LAYERS])
+    with _fp32(gen_img):
+        per_layer = {k: relative_error(gram_matrix(feats[k]), a) for k, a in style_grams.items()}
+        content = relative_error(feats[CONTENT_LAYER], content_target)
+    return {
+        "content": content,
+        "style": sum(per_layer.values()) / len(per_layer),
+        "ssim": ssim(gen_img, content_img),
+        **{f"style_{layer}": value for layer, value in per_layer.items()},
+    }
+
+
 def evaluate(
     gen_img: torch.Tensor,
     content_img: torch.Tensor,
@@ -142,13 +171,7 @@ def evaluate(
         content_img = F.interpolate(
             content_img, size=gen_img.shape[-2:], mode="bilinear", antialias=True
         ).clamp(0, 1)  # (1,3,H,W) like gen_img
-    per_layer = style_distances(gen_img, style_img, model)
-    return {
-        "content": content_distance(gen_img, content_img, model),
-        "style": sum(per_layer.values()) / len(per_layer),
-        "ssim": ssim(gen_img, content_img),
-        **{f"style_{layer}": value for layer, value in per_layer.items()},
-    }
+    return _measure(gen_img, content_img, _targets(content_img, style_img, model), model)
 
 
 class Snapshots:
@@ -177,10 +200,11 @@ class Snapshots:
     ) -> list[dict[str, float]]:
         """One row per snapshot: step, seconds and ``evaluate``'s distances at the photo's size."""
         rows = []
+        targets = _targets(content_img, style_img, model)  # once, not once per snapshot
         for row, img8 in self.items:
             img = img8.to(content_img.device).float() / 255  # (1,3,h,w) in [0, 1]
             if img.shape != content_img.shape:  # a smaller size of a coarse-to-fine run
                 img = F.interpolate(img, size=content_img.shape[-2:], mode="bilinear").clamp(0, 1)
             keep = {k: row[k] for k in ("step", "seconds", "size") if k in row}
-            rows.append({**keep, **evaluate(img, content_img, style_img, model)})
+            rows.append({**keep, **_measure(img, content_img, targets, model)})
         return rows

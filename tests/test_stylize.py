@@ -61,6 +61,13 @@ def test_evaluate_is_fp32_even_under_autocast(model, content64, style64):
         under_autocast = metrics.evaluate(content64, content64, style64, model)
     assert under_autocast == pytest.approx(plain, rel=1e-5)
     assert set(plain) == {"content", "style", "ssim"} | {f"style_{n}" for n in nst.STYLE_LAYERS}
+    gen = content64.flip(-1)  # one forward pass in evaluate gives what the separate functions give
+    both = metrics.evaluate(gen, content64, style64, model)
+    content = metrics.content_distance(gen, content64, model)
+    assert both["content"] == pytest.approx(content, rel=1e-5)
+    assert both["style"] == pytest.approx(metrics.style_distance(gen, style64, model), rel=1e-5)
+    per_layer = metrics.style_distances(gen, style64, model)
+    assert all(both[f"style_{k}"] == pytest.approx(v, rel=1e-5) for k, v in per_layer.items())
 
 
 # ---------------------------------------------------------------------------- colour
