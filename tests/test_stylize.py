@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 import nst
 from nst import color, metrics
-from nst.bench import seconds_per_step, summarize
+from nst.bench import restart_image, seconds_per_step, summarize
 from nst.images import resize, shuffle_tiles
 from nst.losses import gram_matrix, make_loss_fn, style_targets
 from nst.recipe import autocast_dtype, scale_sizes, split_steps, stylize, upsample_with_detail
@@ -269,15 +271,32 @@ def test_show_tradeoff_draws_labelled_points():
 
 def test_bench_runs_end_to_end(tmp_path, run_python):
     out = tmp_path / "bench"
-    args = ["--size", "32", "--classic-steps", "6", "--steps", "4", "--out", str(out)]
+    args = ["--size", "32", "--classic-steps", "6", "--steps", "4", "--restart-steps", "4",
+            "--out", str(out)]  # fmt: skip
     code = f"import sys; from nst.bench import main; sys.exit(main({args!r}))"
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "peak RSS" in result.stdout and "classic" in result.stdout
+    assert "Best case for any coarse-to-fine start" in result.stdout
     with open(out / "bench.csv") as f:
         header = f.readline().strip().split(",")
         lines = f.readlines()
     assert header[:5] == ["recipe", "step", "seconds", "size", "content"]
     assert "machine" in header and len(lines) >= 3
+    assert {line.split(",")[0] for line in lines} == {"classic", "stylize", "restart"}
+    summary = json.loads((out / "bench_summary.json").read_text())
+    assert "restart_seconds_to_beat" in summary
     for name in ("bench.png", "bench_classic.jpg", "bench_stylize.jpg", "bench_summary.json"):
         assert (out / name).stat().st_size > 0
+
+
+def test_restart_image_is_the_result_shrunk_and_enlarged_with_the_photos_detail(content64):
+    result8 = (content64.flip(-1) * 255).round().byte()  # any 8-bit result (1,3,64,64)
+    start = restart_image(result8, content64)
+    assert start.shape == content64.shape and 0 <= start.min() and start.max() <= 1
+    small = nst.images.resize(result8.float() / 255, 48)  # 3/4 of 64 px
+    expected = upsample_with_detail(small, content64)
+    assert torch.allclose(start, expected)
+    # Close to the result (its coarse part), but not equal: the finest detail is the photo's.
+    plain = result8.float() / 255
+    assert 0 < (start - plain).abs().mean() < (content64 - plain).abs().mean()

@@ -29,6 +29,7 @@ from nst.vgg import (
     load_oxford_state_dict,
     load_vgg19,
     oxford_weights_path,
+    vgg19_features,
 )
 
 WEIGHTS_BYTES = 20_063_401
@@ -273,6 +274,23 @@ def test_layer_table_matches_the_architecture(tv_features: nn.Sequential) -> Non
         assert isinstance(features[index], kinds[name[:4]]), (index, name)
     channels = {name: features[i].out_channels for i, name, _, _ in LAYER_TABLE if "conv" in name}
     assert channels["conv1_1"] == 64 and channels["conv3_4"] == 256 and channels["conv5_4"] == 512
+
+
+def test_our_builder_makes_torchvisions_layers(tv_features: nn.Sequential) -> None:
+    # nst builds the layers itself (importing torchvision costs 160 MB); they must be the same.
+    ours = vgg19_features()
+    assert len(ours) == len(tv_features) == 37
+    assert list(ours.state_dict()) == list(tv_features.state_dict())
+    for index, (a, b) in enumerate(zip(ours, tv_features)):
+        assert type(a) is type(b), index
+        if isinstance(a, nn.Conv2d):
+            assert (a.in_channels, a.out_channels, a.kernel_size, a.stride, a.padding) == (
+                b.in_channels, b.out_channels, b.kernel_size, b.stride, b.padding
+            ), index  # fmt: skip
+        elif isinstance(a, nn.MaxPool2d):
+            assert (a.kernel_size, a.stride) == (b.kernel_size, b.stride), index
+        else:
+            assert not a.inplace, index  # in place would overwrite conv outputs a learner asked for
 
 
 def test_layer_index() -> None:
