@@ -153,6 +153,12 @@ def first_match(rows: list[dict], target: dict) -> float | None:
     )  # fmt: skip
 
 
+def row_at(rows: list[dict], seconds: float) -> dict:
+    """The last of ``rows`` (sorted by time) recorded at or before ``seconds``, else the first."""
+    return max((r for r in rows if r["seconds"] <= seconds), key=lambda r: r["seconds"],
+               default=rows[0])  # fmt: skip
+
+
 def summarize(rows: list[dict], results: dict[str, dict]) -> dict[str, float | None]:
     """When each recipe first matched the classic's final result on both distances, and ratios.
 
@@ -198,8 +204,7 @@ def _print_restart(rows: list[dict], summary: dict[str, float | None]) -> None:
     """Say whether even the best-case restart matched the classic within a tenth of its time."""
     tenth = summary["classic_seconds"] / 10
     restart = [r for r in rows if r["recipe"] == "restart"]
-    at_tenth = max((r for r in restart if r["seconds"] <= tenth), key=lambda r: r["seconds"],
-                   default=restart[0])  # fmt: skip
+    at_tenth = row_at(restart, tenth)
     beat = summary["restart_seconds_to_beat"]
     end = restart[-1]["seconds"]
     print(f"Best case for any coarse-to-fine start (the classic's own result at 3/4 size): after "
@@ -210,7 +215,7 @@ def _print_restart(rows: list[dict], summary: dict[str, float | None]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments, run both recipes in child processes, print and save the report."""
+    """Parse the arguments, run the recipes in child processes, print and save the report."""
     parser = argparse.ArgumentParser(prog="python -m nst.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--content", default="astronaut", help="bundled photo (default astronaut)")
     parser.add_argument("--style", default="starry_night", help="bundled painting")

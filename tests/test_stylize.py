@@ -9,7 +9,7 @@ import torch
 
 import nst
 from nst import color, metrics
-from nst.bench import restart_image, seconds_per_step, summarize
+from nst.bench import restart_image, row_at, seconds_per_step, summarize
 from nst.images import resize, shuffle_tiles
 from nst.losses import gram_matrix, make_loss_fn, style_targets
 from nst.recipe import autocast_dtype, scale_sizes, split_steps, stylize, upsample_with_detail
@@ -236,6 +236,28 @@ def test_bench_summary_finds_the_first_snapshot_better_on_both():
         0, {"recipe": "classic", "step": 100, "seconds": 200.0, "content": 0.6, "style": 0.05}
     )
     assert summarize(rows, results)["equal_quality_speedup"] == pytest.approx(200 / 60)
+    assert "restart_seconds_to_beat" not in summarize(rows, results)  # run without a restart
+
+
+def test_bench_summary_reports_when_the_restart_matched_the_classic():
+    rows = [
+        {"recipe": "classic", "step": 300, "seconds": 600.0, "content": 0.5, "style": 0.1},
+        {"recipe": "stylize", "step": 80, "seconds": 40.0, "content": 0.7, "style": 0.2},
+        {"recipe": "restart", "step": 2, "seconds": 30.0, "content": 0.49, "style": 0.12},
+        {"recipe": "restart", "step": 4, "seconds": 70.0, "content": 0.5, "style": 0.1},
+    ]
+    results = {
+        r: {"seconds": s} for r, s in (("classic", 600.0), ("stylize", 40.0), ("restart", 70.0))
+    }
+    assert summarize(rows, results)["restart_seconds_to_beat"] == 70.0
+    rows[-1]["style"] = 0.101  # a hair worse: never matched
+    assert summarize(rows, results)["restart_seconds_to_beat"] is None
+
+
+def test_row_at_gives_the_last_row_within_the_time():
+    rows = [{"seconds": 1.0, "x": "a"}, {"seconds": 5.0, "x": "b"}, {"seconds": 9.0, "x": "c"}]
+    assert row_at(rows, 6.0)["x"] == "b" and row_at(rows, 9.0)["x"] == "c"
+    assert row_at(rows, 0.5)["x"] == "a"  # nothing that early: the first row
 
 
 def test_snapshots_keep_every_nth_image_and_give_distances(model, content64, style64):
