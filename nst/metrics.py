@@ -45,6 +45,14 @@ def _fp32_features(
         return {k: v.float() for k, v in extract_features(model, img.float(), list(layers)).items()}
 
 
+def _fp32_grams(
+    model: VGG19Features, img: torch.Tensor, layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """Gram matrices {layer: (1,C,C)} of ``img``'s features, in fp32 without a graph."""
+    with _fp32(img):
+        return {k: gram_matrix(f) for k, f in _fp32_features(model, img, layers).items()}
+
+
 def content_distance(
     gen_img: torch.Tensor,
     content_img: torch.Tensor,
@@ -69,13 +77,9 @@ def style_distances(
     style_layers: Sequence[str] = STYLE_LAYERS,
 ) -> dict[str, float]:
     """{layer: ‖G - A‖ / ‖A‖} between the Gram matrices of a result and a painting (any sizes)."""
-    gen = _fp32_features(model, gen_img, style_layers)
-    target = _fp32_features(model, style_img, style_layers)
-    with _fp32(gen_img):
-        return {
-            layer: relative_error(gram_matrix(gen[layer]), gram_matrix(target[layer]))
-            for layer in style_layers
-        }
+    gen = _fp32_grams(model, gen_img, style_layers)
+    target = _fp32_grams(model, style_img, style_layers)
+    return {layer: relative_error(gen[layer], target[layer]) for layer in style_layers}
 
 
 def style_distance(
@@ -133,10 +137,7 @@ Targets = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (relu4_2 features, {la
 def _targets(content_img: torch.Tensor, style_img: torch.Tensor, model: VGG19Features) -> Targets:
     """The photo's relu4_2 features (1,C,H,W) and the painting's Gram matrices {layer: (1,C,C)}."""
     content = _fp32_features(model, content_img, [CONTENT_LAYER])[CONTENT_LAYER]
-    with _fp32(style_img):
-        feats = _fp32_features(model, style_img, STYLE_LAYERS)
-        grams = {layer: gram_matrix(f) for layer, f in feats.items()}
-    return content, grams
+    return content, _fp32_grams(model, style_img, STYLE_LAYERS)
 
 
 def _measure(
