@@ -33,7 +33,7 @@ help:
 	@echo "make grade      grade a folder of submitted notebooks with nbgrader, each in a throwaway"
 	@echo "                copy: make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
 	@echo "                (writes OUT/grades.csv and OUT/feedback/<student>.html)"
-	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (~20 min on"
+	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (~25 min on"
 	@echo "                2 CPU cores); writes data/bench/ (bench.csv, summary, figure, images)"
 	@echo "make bench-grading  grade 30 generated A1 submissions (correct and broken), print the times"
 	@echo "make clean      remove caches and build files (keeps $(VENV))"
@@ -68,7 +68,7 @@ release: install
 grade: install
 	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
-# Not part of `make test`: about 20 minutes on 2 CPU cores. Lesson 06 and the README use its output.
+# Not part of `make test`: about 25 minutes on 2 CPU cores. Lesson 06 and the README use its output.
 bench: install
 	$(BIN)/python -m nst.bench --out data/bench
 

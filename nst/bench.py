@@ -100,9 +100,8 @@ def run_recipe(recipe: str, args: argparse.Namespace, out: Path) -> None:
                                     progress=False)  # fmt: skip
     elif recipe == "restart":  # stylize's last size: the same losses, weights and precision
         amp = autocast_dtype("auto", torch.device("cpu"))
-        loss_fn = nst.make_loss_fn(
-            model, content_img, style_img, tv_weight=10.0, autocast_dtype=amp
-        )
+        loss_fn = nst.make_loss_fn(model, content_img, style_img, tv_weight=10.0,
+                                   autocast_dtype=amp, hand_gradient=True)  # fmt: skip
         img, history = nst.optimize(start_img, loss_fn, args.restart_steps, callback=snaps,
                                     progress=False)  # fmt: skip
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -12,7 +13,15 @@ from nst import color, metrics
 from nst.bench import restart_image, row_at, seconds_per_step, summarize
 from nst.images import resize, shuffle_tiles
 from nst.losses import gram_matrix, make_loss_fn, style_targets
-from nst.recipe import autocast_dtype, scale_sizes, split_steps, stylize, upsample_with_detail
+from nst.recipe import (
+    _malloc_trim,
+    autocast_dtype,
+    release_free_memory,
+    scale_sizes,
+    split_steps,
+    stylize,
+    upsample_with_detail,
+)
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -197,6 +206,23 @@ def test_stylize_callback_can_stop_the_run(model, content64, style64):
         callback=stop_after_three,
     )  # fmt: skip
     assert len(history) == 3 and img.shape[-1] == 32  # stopped at the first size
+
+
+def _rss_mb() -> float:
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.skipif(_malloc_trim() is None, reason="needs Linux with glibc (malloc_trim)")
+def test_release_free_memory_gives_a_fragmented_heap_back():
+    blocks, pins = [], []
+    for _ in range(3000):
+        blocks.append(bytearray(100_000))  # 100 kB: below glibc's mmap threshold, so on the heap
+        pins.append(bytearray(600))  # a live block after each: the heap cannot shrink from its top
+    del blocks  # 300 MB freed, but held by the heap between the pins
+    before = _rss_mb()
+    release_free_memory()
+    assert before - _rss_mb() > 100, (before, _rss_mb())  # without the trim: about 0
+    assert len(pins) == 3000
 
 
 @pytest.mark.parametrize(
