@@ -7,8 +7,10 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 # Extra arguments for pytest, e.g. make test PYTEST_ARGS="-x -k vgg"
 PYTEST_ARGS ?=
-# Which notebooks `make notebooks` executes (default: all of them, in order).
+# Which notebooks `make notebooks` executes (default: all of them, in order);
+# STALE=1: only those whose record (metadata nst.executed_from) no longer matches the code.
 NOTEBOOKS ?=
+STALE ?=
 # `make grade`: which assignment, the folder of submitted notebooks, where grades.csv goes.
 A ?= A1
 SUBMISSIONS ?= submissions/$(A)
@@ -19,7 +21,7 @@ GRADE_ARGS ?=
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test lint notebooks colab release grade bench bench-grading clean distclean
+.PHONY: help install lab test lint notebooks colab release grade bench heroes bench-grading clean distclean
 
 help:
 	@echo "make install    create $(VENV) and install requirements.txt and the nst package"
@@ -27,14 +29,17 @@ help:
 	@echo "make test       run the tests and re-execute every notebook (nbval)"
 	@echo "make lint       ruff on nst/, tests/ and tools/"
 	@echo "make notebooks  execute every notebook in place, time it, update README's table"
-	@echo "                (only some: make notebooks NOTEBOOKS=notebooks/01_....ipynb)"
+	@echo "                (only some: make notebooks NOTEBOOKS=notebooks/01_....ipynb;"
+	@echo "                only those out of date with the code: make notebooks STALE=1)"
 	@echo "make colab      re-stamp the Open-in-Colab badge and setup cell in every notebook"
 	@echo "make release    generate the student notebooks assignments/release/<A>/ from the sources"
 	@echo "make grade      grade a folder of submitted notebooks with nbgrader, each in a throwaway"
 	@echo "                copy: make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
 	@echo "                (writes OUT/grades.csv and OUT/feedback/<student>.html)"
-	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (~25 min on"
+	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (15-25 min on"
 	@echo "                2 CPU cores); writes data/bench/ (bench.csv, summary, figure, images)"
+	@echo "make heroes     the README's opening images: nst.stylize at 512 px on bundled pairs"
+	@echo "                (~10 min on 2 CPU cores); writes docs/heroes/ (an image and a JSON each)"
 	@echo "make bench-grading  grade 30 generated A1 submissions (correct and broken), print the times"
 	@echo "make clean      remove caches and build files (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
@@ -57,7 +62,7 @@ lint: install
 	$(BIN)/ruff check nst tests tools
 
 notebooks: install
-	$(BIN)/python tools/run_notebooks.py $(NOTEBOOKS)
+	$(BIN)/python tools/run_notebooks.py $(if $(STALE),--stale) $(NOTEBOOKS)
 
 colab: install
 	$(BIN)/python tools/colab_cells.py
@@ -68,9 +73,13 @@ release: install
 grade: install
 	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
-# Not part of `make test`: about 25 minutes on 2 CPU cores. Lesson 06 and the README use its output.
+# Not part of `make test`: 15-25 minutes on 2 CPU cores. Lesson 06, the README and docs/speed.md use its output.
 bench: install
 	$(BIN)/python -m nst.bench --out data/bench
+
+# Not part of `make test`: about 10 minutes on 2 CPU cores. The README shows its images.
+heroes: install
+	$(BIN)/python tools/heroes.py
 
 # Not part of `make test`: the bench test skips unless NST_BENCH=1.
 bench-grading: install

@@ -10,13 +10,13 @@ map and Gram matrix:
   default to 1/len(layers), so adding layers does not inflate the loss).
 - ``tv_loss``: mean squared difference between neighbouring pixels (pixels in [0, 1]).
 
-Every term is relative to its target, so it is 0 for a perfect match and about 1 for an image
-that matches nothing; the same weights work at 128 px and 1024 px, for every layer and for both
-weight sets (Oxford features are ~100x torchvision's). How it relates to others: Gatys et al. write
-E_l = Σ(G_raw - A_raw)² / (4 C² M²) with G_raw = F Fᵀ, so ours per layer is 4·E_l / mean(A²).
-The PyTorch tutorial divides the Gram by C*M instead and takes the plain MSE, so ours is its
-per-layer loss divided by the mean square of its target Gram, a tiny number (about 1e-6 to 1e-9),
-which is why it needs a style weight of 1e6 where we use about 1e1.
+Every term is relative to its target, so it is 0 for a perfect match and around 1 for an image that
+shares nothing with it (noise scores 1 to 3, depending on the layer), and each style layer counts
+about equally, whatever the size of its Gram entries. Like the published conventions, the losses
+do not grow with the image size. How they relate to others (lesson 02 converts the weights):
+Gatys et al. write E_l = Σ(G_raw - A_raw)² / (4 C² M²) with G_raw = F Fᵀ, so ours per layer is
+4·E_l / mean(A²); the PyTorch tutorial divides the Gram by C*M and takes the plain MSE, so ours is
+its per-layer loss divided by the mean square of its target Gram.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ all-zero answer), computed in fp32 with the frozen Oxford VGG19 at the result's 
   painting's), for relu1_1 … relu5_1; ``style_distance`` is their plain average.
 - ``ssim``: structural similarity (Wang et al. 2004) of the two images' luma, 1 = identical.
 
-They are the square roots of our losses' terms (lesson 03) but unweighted and always over the
-same layers, so a run that changes the weights or the layers is still measured on the same scale.
+The content distance is the square root of lesson 03's content loss; the style distance averages
+the square roots of the per-layer style losses, unweighted and always over the same layers, so a run
+that changes the weights or the layers is still measured on the same scale.
 Keep ``style_img`` at the same size for every result you compare: a Gram matrix depends on the
 scale of the painting's brush strokes in pixels.
 """

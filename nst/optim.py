@@ -19,11 +19,11 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from nst.errors import NSTError
 from nst.images import check_image
 from nst.losses import LossFn
+from nst.progress import Progress
 
 Callback = Callable[[dict[str, float], torch.Tensor], "bool | None"]
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
@@ -88,7 +88,7 @@ def optimize(
     opt = make_optimizer(img, optimizer, lr, line_search, history_size)
     last_good = img.detach().clone()
     history: list[dict[str, float]] = []
-    bar = tqdm(total=steps, desc=optimizer, disable=not progress, leave=False)
+    bar = Progress(steps, optimizer, enabled=progress)  # one line: steps, seconds, loss
     start = time.perf_counter()
 
     def closure() -> torch.Tensor:
@@ -108,8 +108,7 @@ def optimize(
         row.update({name: float(value.detach()) for name, value in losses.items()})
         row["range"] = float(out_of_range.detach())
         history.append(row)
-        bar.update(1)
-        bar.set_postfix(loss=f"{row['total']:.4g}", refresh=False)
+        bar.update(len(history), row["total"])
         if callback is not None and callback(row, img.detach()):
             raise _Stop("budget")  # the caller asked to stop: a normal end, no warning
         return objective

@@ -193,7 +193,7 @@ class Playground:
             layout=widgets.Layout(width="190px"),
         )  # fmt: skip
         self.color_method = widgets.Dropdown(
-            options=["luma", "histogram"], value="luma", layout=widgets.Layout(width="110px")
+            options=["luma", "linear"], value="luma", layout=widgets.Layout(width="110px")
         )
         self.run_button = widgets.Button(description="Run", icon="play", button_style="success")
         self.stop_button = widgets.Button(

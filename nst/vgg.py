@@ -79,6 +79,21 @@ def layer_index(name: str) -> int:
     raise NSTError(f"Unknown layer {name!r}; use names like 'relu4_2' (see nst.vgg.LAYER_TABLE).")
 
 
+def receptive_field(name: str) -> tuple[int, int]:
+    """(receptive field, stride) in pixels of one position of layer ``name``: relu4_2 -> (84, 8).
+
+    The receptive field is the side of the patch of pixels that one position sees; the stride is
+    the distance in pixels between two neighbouring positions.
+    """
+    size, stride = 1, 1
+    for _, layer, _, _ in LAYER_TABLE[: layer_index(name) + 1]:
+        if layer.startswith("conv"):  # a 3x3 convolution: one more position on each side
+            size += 2 * stride
+        elif layer.startswith("pool"):  # a 2x2 pooling with stride 2
+            size, stride = size + stride, 2 * stride
+    return size, stride
+
+
 def default_device() -> torch.device:
     """CUDA if present, else Apple's MPS, else the CPU."""
     if torch.cuda.is_available():
@@ -192,12 +207,17 @@ class VGG19Features(nn.Module):
 
 
 def vgg19_features() -> nn.Sequential:
-    """VGG19's 37 feature layers (random weights), numbered like torchvision's vgg19().features."""
+    """VGG19's 37 feature layers (random weights), numbered like torchvision's vgg19().features.
+
+    One difference: the poolings round up (``ceil_mode``), as Caffe's did, where torchvision's
+    round down and drop the last row and column of an odd-sized map. With them dropped, the deep
+    layers never see an image's bottom and right edge, which then keeps a band of the photo.
+    """
     layers: list[nn.Module] = []
     channels = 3
     for out in VGG19_CONFIG:
-        if out == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        if out == "M":  # ceil_mode as in Caffe: an odd last row is pooled, not dropped
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True))
         else:  # not in place: a ReLU in place would overwrite a conv output we asked for
             layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.ReLU()]
             channels = out
@@ -257,7 +277,7 @@ def load_vgg19(
     if pooling == "avg":  # Gatys et al. suggest average pooling for slightly smoother images
         for i, layer in enumerate(features):
             if isinstance(layer, nn.MaxPool2d):
-                features[i] = nn.AvgPool2d(kernel_size=2, stride=2)
+                features[i] = nn.AvgPool2d(kernel_size=2, stride=2, ceil_mode=True)
     features = features[: layer_index(last_layer) + 1]  # drop every layer after the deepest needed
     return VGG19Features(preprocess, features).to(device or default_device())
 

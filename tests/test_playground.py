@@ -139,12 +139,12 @@ def test_html_in_names_is_escaped(pg: Playground) -> None:
 
 def test_settings_follow_the_widgets(pg: Playground) -> None:
     pg.blend.value, pg.blend_weight.value = True, 0.25
-    pg.keep_colors.value, pg.color_method.value = True, "histogram"
+    pg.keep_colors.value, pg.color_method.value = True, "linear"
     pg.layers["relu5_1"].value = False
     pg.style_weight.value = 100.0
     settings = pg.settings()
     assert settings["style_blend"] == [0.75, 0.25]
-    assert settings["preserve_color"] == "histogram"
+    assert settings["preserve_color"] == "linear"
     assert settings["style_layers"] == ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
     assert settings["style_weight"] == pytest.approx(100.0)
     assert (settings["size"], settings["steps"]) == (64, 6)

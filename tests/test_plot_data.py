@@ -63,13 +63,14 @@ def test_show_feature_maps() -> None:
     fig = show_feature_maps(feats, n=16, ncols=8)
     shown = _image_axes(fig)
     assert len(shown) == 16 == len(fig.axes)
-    assert [ax.get_title() for ax in shown] == [f"ch {c}" for c in range(16)]
+    maxima = [f"ch {c} (max {float(feats[0, c].max()):.3g})" for c in range(16)]
+    assert [ax.get_title() for ax in shown] == maxima
     assert shown[5].images[0].get_array().shape == (6, 10)
     torch.testing.assert_close(torch.as_tensor(shown[5].images[0].get_array().data), feats[0, 5])
-    assert fig.get_suptitle() == "32 channels, 6x10"
+    assert fig.get_suptitle().startswith("32 channels, 6x10\neach map on its own colour scale")
     few = show_feature_maps(torch.rand(1, 5, 4, 4), n=16, title="relu1_1")
-    assert len(_image_axes(few)) == 5 == len(few.axes)
-    assert few.get_suptitle() == "relu1_1"
+    assert len(_image_axes(few)) == 5 and len(few.axes) == 8  # a 4-wide grid, 3 cells blank
+    assert few.get_suptitle().startswith("relu1_1\n")
 
 
 def test_show_grams() -> None:
@@ -78,10 +79,13 @@ def test_show_grams() -> None:
     fig = show_grams(grams, titles=["a", "b", "c"])
     shown = _image_axes(fig)
     assert len(shown) == 3
-    assert len(fig.axes) == 6  # each heatmap has its colour bar
+    assert len(fig.axes) == 4  # one colour bar for all: equal colours mean equal numbers
     assert [ax.get_title() for ax in shown] == ["a", "b", "c"]
     assert [ax.images[0].get_array().shape for ax in shown] == [(4, 4), (8, 8), (4, 4)]
     assert all(ax.get_xlabel() == "channel" for ax in shown)
+    norms = {(ax.images[0].norm.vmin, ax.images[0].norm.vmax) for ax in shown}
+    assert len(norms) == 1  # one shared scale
+    assert max(norms)[1] == pytest.approx(max(float(g.max()) for g in grams))
 
 
 def test_plot_losses_two_x_keys() -> None:
@@ -98,6 +102,35 @@ def test_plot_losses_two_x_keys() -> None:
     assert fig.axes[0].get_xlabel().startswith("steps")
     assert fig.axes[1].get_xlabel() == "seconds"
     assert fig.axes[0].get_ylabel() == "total loss"
+
+
+def test_plot_losses_one_colour_per_run_one_style_per_key() -> None:
+    histories = {"a": _history(4), "b": _history(4, scale=3.0)}
+    fig = plot_losses(histories, keys=("content", "style"), x="seconds", log_x=True)
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["a content"].get_color() == lines["a style"].get_color()
+    assert lines["a content"].get_color() != lines["b content"].get_color()
+    assert lines["a content"].get_linestyle() == lines["b content"].get_linestyle() == "-"
+    assert lines["a style"].get_linestyle() == "--"
+    assert ax.get_xscale() == "log"
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert all("10^" not in t and "times" not in t for t in labels), labels  # plain numbers
+
+
+def test_show_crops_draws_each_pixel_zoom_times() -> None:
+    from nst.plot import show_crops
+
+    images = [torch.rand(1, 3, 40, 60) for _ in range(3)]
+    fig = show_crops(images, ["a", "b", "c"], box=(0.0, 0.5, 0.5, 0.5), zoom=2)
+    shown = _image_axes(fig)
+    assert [ax.images[0].get_array().shape for ax in shown] == [(20, 30, 3)] * 3  # the crop
+    fig.canvas.draw()
+    for ax in shown:  # the axes are exactly crop x zoom pixels on the figure
+        box = ax.get_window_extent()
+        assert (round(box.width), round(box.height)) == (60, 40)
+        assert ax.images[0].get_interpolation() == "nearest"
 
 
 def test_plot_losses_one_history_several_keys() -> None:

@@ -289,6 +289,7 @@ def test_our_builder_makes_torchvisions_layers(tv_features: nn.Sequential) -> No
             ), index  # fmt: skip
         elif isinstance(a, nn.MaxPool2d):
             assert (a.kernel_size, a.stride) == (b.kernel_size, b.stride), index
+            assert a.ceil_mode and not b.ceil_mode, index  # ours rounds up, as Caffe does
         else:
             assert not a.inplace, index  # in place would overwrite conv outputs a learner asked for
 
@@ -400,3 +401,34 @@ def test_models_do_not_share_weights_with_the_cache(model: nn.Module) -> None:
 def test_empty_layer_list_is_one_sentence(model: nn.Module) -> None:
     with pytest.raises(NSTError, match="at least one layer"):
         extract_features(model, torch.rand(1, 3, 8, 8), [])
+
+
+@pytest.mark.parametrize(("layer", "expected"), [("conv1_1", (3, 1)), ("conv2_2", (14, 2)),
+                                                 ("relu4_2", (84, 8)), ("pool5", (268, 32))])
+def test_receptive_field_is_the_patch_one_position_sees(layer: str, expected: tuple) -> None:
+    assert nst.vgg.receptive_field(layer) == expected  # 268 px at pool5: VGG19's known value
+    # The same by gradient: in VGG19's layout with all-ones 3x3 filters, average pooling and no
+    # ReLU, one output position depends on exactly a size x size patch of the input.
+    layers = nst.vgg.vgg19_features()[: nst.vgg.layer_index(layer) + 1]
+    for i, module in enumerate(layers):
+        if isinstance(module, nn.Conv2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.MaxPool2d):
+            layers[i] = nn.AvgPool2d(2, 2)
+        else:
+            layers[i] = nn.Identity()
+    img = torch.zeros(1, 3, 320, 320, requires_grad=True)
+    out = layers(img)
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = img.grad[0, 0].abs().sum(dim=1).nonzero()
+    assert (int(rows.max() - rows.min()) + 1, nst.vgg.receptive_field(layer)[1]) == expected
+
+
+def test_poolings_round_up_so_every_pixel_reaches_the_deep_layers(model: nn.Module) -> None:
+    img = torch.rand(1, 3, 85, 50, requires_grad=True)  # 85 rows: odd at every pooling
+    feats = extract_features(model, img, ["relu3_1", "relu5_1"])
+    assert feats["relu3_1"].shape[-2:] == (22, 13) and feats["relu5_1"].shape[-2:] == (6, 4)  # ceil
+    feats["relu5_1"].sum().backward()
+    assert img.grad[0, :, -1].abs().sum() > 0  # the last row moves relu5_1: no band of photo left
+    assert img.grad[0, :, :, -1].abs().sum() > 0

@@ -9,7 +9,13 @@ notebooks/timings.json, and README.md's table between ``<!-- lessons-table:start
     python tools/run_notebooks.py                  # all of them (what `make notebooks` runs)
     python tools/run_notebooks.py notebooks/01_vgg19_activations.ipynb   # only these;
                                                    # the others keep their recorded times
+    python tools/run_notebooks.py --stale          # only those whose record is out of date
     python tools/run_notebooks.py --table-only     # only rewrite README's table
+
+After a successful run whose code cells ran once each, in order, the notebook's metadata gets
+``nst.executed_from`` (``nst.provenance.record``): a hash over the ``nst`` modules the kernel had
+imported when the run ended, the code cells (the Colab set-up cell excluded) and the data files
+the cells name. tests/test_freshness.py fails for a notebook whose record no longer matches.
 
 The table takes, from each notebook, its title (the first ``# ...`` heading after the badge
 cell) and its one-line summary (a markdown line starting with ``**In one line:**``).
@@ -32,12 +38,16 @@ import nbformat
 # Run as a script, this file's folder (tools/) is on sys.path.
 from colab_cells import NOTEBOOK_GLOB, NOTEBOOKS, ROOT, is_badge_cell, stamp, write_notebook
 
+from nst import provenance
+
 README = ROOT / "README.md"
 TIMINGS = NOTEBOOKS / "timings.json"
 TABLE_START = "<!-- lessons-table:start -->"
 TABLE_END = "<!-- lessons-table:end -->"
 ONE_LINE = "**In one line:**"
 TIMEOUT_S = 600  # per cell
+# Run in the kernel after the lesson (then removed): which modules had it imported?
+IMPORTED = "from nst.provenance import imported_nst_files as _f; print(*_f(), sep='\\n')"
 
 
 class NotebookFailed(Exception):
@@ -86,6 +96,8 @@ def execute(path: Path) -> float:
     from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
     nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # the kernel stores the widgets of this run, if it makes any
+    nb.cells.append(nbformat.v4.new_code_cell(IMPORTED))
     ep = ExecutePreprocessor(timeout=TIMEOUT_S, kernel_name="python3", record_timing=False)
     current = {"index": None}
 
@@ -112,8 +124,24 @@ def execute(path: Path) -> float:
             f"{_rel(path)} failed in {label}, counting cells from 0 (the badge):\n{preview}\n{what}"
         ) from None
     seconds = time.perf_counter() - start
+    query = nb.cells.pop()  # the IMPORTED cell, added below: not part of the lesson
+    nst_files = "".join(o.get("text", "") for o in query.outputs).split()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    if counts != list(range(1, len(code) + 1)) or not nst_files:
+        raise NotebookFailed(f"{_rel(path)}: cells did not run once each, in order: {counts}")
+    code_texts = provenance.notebook_code(nb)
+    files = nst_files + provenance.named_data_files(code_texts)
+    nb.metadata.setdefault("nst", {})["executed_from"] = provenance.record(files, code_texts)
     write_notebook(nb, path)
     return seconds
+
+
+def is_stale(path: Path) -> bool:
+    """True if ``path`` has no record of its run, or its code, modules or data have changed."""
+    nb = nbformat.read(path, as_version=4)
+    rec = nb.metadata.get("nst", {}).get("executed_from")
+    return not provenance.is_current(rec, provenance.notebook_code(nb))
 
 
 def load_timings() -> dict:
@@ -197,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--table-only", action="store_true", help="run nothing; rewrite README's table"
     )
+    parser.add_argument(
+        "--stale", action="store_true", help="run only the notebooks whose record is out of date"
+    )
     args = parser.parse_args(argv)
 
     if args.notebooks:
@@ -206,11 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"no such notebook: {p}")
     else:
         paths = sorted(NOTEBOOKS.glob(NOTEBOOK_GLOB))
+    if args.stale:
+        paths = [p for p in paths if is_stale(p)]
+        print(f"stale: {', '.join(p.name for p in paths) or 'none'}")
     timings = load_timings()
 
     if not args.table_only:
         machine = machine_description()
-        if not paths:
+        if not paths and not args.stale:
             print(f"no notebooks matching {NOTEBOOK_GLOB} in {NOTEBOOKS}")
         for path in paths:
             if stamp(path):
