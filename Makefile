@@ -21,7 +21,8 @@ GRADE_ARGS ?=
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test lint notebooks colab release grade bench heroes bench-grading clean distclean
+.PHONY: help install lab test lint notebooks colab release grade grade-corpus bench heroes bench-grading \
+	student-repo instructor-kit clean distclean
 
 help:
 	@echo "make install    create $(VENV) and install requirements.txt and the nst package"
@@ -33,9 +34,12 @@ help:
 	@echo "                only those out of date with the code: make notebooks STALE=1)"
 	@echo "make colab      re-stamp the Open-in-Colab badge and setup cell in every notebook"
 	@echo "make release    generate the student notebooks assignments/release/<A>/ from the sources"
-	@echo "make grade      grade a folder of submitted notebooks with nbgrader, each in a throwaway"
-	@echo "                copy: make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
+	@echo "make grade      grade a folder of submitted notebooks, each in a sandbox (bubblewrap):"
+	@echo "                make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
 	@echo "                (writes OUT/grades.csv and OUT/feedback/<student>.html)"
+	@echo "make grade-corpus  grade crafted honest and hostile submissions of A1-A3, check each score"
+	@echo "make student-repo DEST=dir    the tree students clone: no solutions, no hidden tests"
+	@echo "make instructor-kit DEST=dir  the assignments' sources and hidden tests, for a private repo"
 	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (15-25 min on"
 	@echo "                2 CPU cores); writes data/bench/ (bench.csv, summary, figure, images)"
 	@echo "make heroes     the README's opening images: nst.stylize at 512 px on bundled pairs"
@@ -72,6 +76,14 @@ release: install
 
 grade: install
 	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
+
+# Not part of `make test`: about 10 minutes on 2 CPU cores (the tiny corpus in `make test` covers every attack).
+grade-corpus: install
+	NST_GRADE_CORPUS=1 $(BIN)/python -m pytest tests/test_grading.py -k real_assignment_corpus -p no:cacheprovider
+
+student-repo instructor-kit: install
+	@test -n "$(DEST)" || { echo "usage: make $@ DEST=path/to/new/folder"; exit 1; }
+	$(BIN)/python tools/course_kit.py $@ $(DEST)
 
 # Not part of `make test`: 15-25 minutes on 2 CPU cores. Lesson 06, the README and docs/speed.md use its output.
 bench: install

@@ -12,6 +12,9 @@ c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
 c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 
+# source/<A>/hidden_tests.py holds the hidden tests (see nst.grading): never copied into release/<A>.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "hidden_tests.py"]
+
 # What replaces each solution; tools/make_assignments.py then names the exercise in the message,
 # e.g. raise NotImplementedError("Exercise 3: write gram_matrix(feats) (B, C, H, W) -> (B, C, C) ...").
 c.ClearSolutions.code_stub = {"python": '# YOUR CODE HERE\nraise NotImplementedError("Exercise")'}

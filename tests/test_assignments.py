@@ -105,6 +105,25 @@ def test_release_has_no_solutions_or_hidden_tests(source: Path) -> None:
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.parent.name)
+def test_every_graded_test_has_a_verdict_and_hidden_tests_stay_out_of_the_release(
+    source: Path,
+) -> None:
+    """Each check_<f>/hidden_<f> cell is judged by hidden_tests.py's EXERCISES[f] (nst.grading)."""
+    spec = importlib.util.spec_from_file_location(
+        f"hidden_{source.parent.name}", source.parent / "hidden_tests.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    graded = [
+        _nbgrader(c) for c in nbformat.read(source, as_version=4).cells if _nbgrader(c).get("grade")
+    ]
+    tests = [m["grade_id"] for m in graded if not m.get("solution")]
+    assert tests and all(g.split("_", 1)[0] in ("check", "hidden") for g in tests)
+    assert sorted({g.split("_", 1)[1] for g in tests}) == sorted(module.EXERCISES)
+    assert not list((COURSE / "release" / source.parent.name).rglob("hidden_tests.py"))
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.parent.name)
 def test_release_keeps_visible_checks_and_colab_cells(source: Path) -> None:
     src = {_nbgrader(c)["grade_id"]: c for c in nbformat.read(source, as_version=4).cells}
     release = nbformat.read(_release(source), as_version=4)

@@ -1,14 +1,21 @@
-"""tools/grade.py: exact scores for a corpus of broken submissions on a tiny nbgrader assignment."""
+"""tools/grade.py: exact scores for a corpus of honest, broken and hostile submissions.
+
+A tiny nbgrader assignment T1 (two exercises, ``gram`` and ``tv``, each with a visible check worth
+1 point and a hidden test worth 2, judged by T1's hidden_tests.py) is graded in the sandbox. Each
+case has its exact expected score, status and a fragment of its note. With CI=true these tests fail,
+not skip, when the sandbox (bubblewrap + cgroups) is unavailable.
+"""
 
 from __future__ import annotations
 
 import copy
 import csv
-import hashlib
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -20,21 +27,32 @@ pytest.importorskip("nbgrader", reason="nbgrader is an instructor tool: pip inst
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADE = ROOT / "tools" / "grade.py"
-COLUMNS = ["square_visible", "square_hidden", "mean_visible", "mean_hidden"]
+COLUMNS = ["check_gram", "hidden_gram", "check_tv", "hidden_tv"]
 
 
-def _load_grade():
-    spec = importlib.util.spec_from_file_location("grade", GRADE)
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["grade"] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-grade = _load_grade()
+grade = _load("grade", GRADE)
+sandbox = sys.modules["sandbox"]
 
 
-# --- a tiny assignment: two exercises, each a solution, a visible and a hidden test cell -------
+def _sandbox_or_skip() -> None:
+    """Skip without a sandbox, except under CI, where that is a failure."""
+    try:
+        sandbox.mode()
+    except sandbox.SandboxUnavailable as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must grade in the sandbox: {err}")
+        pytest.skip(f"no sandbox here: {err}")
+
+
+# --- the tiny assignment T1 ----------------------------------------------------------------
 
 
 def _cell(src, gid=None, *, solution=False, points=None, locked=False, md=False):
@@ -53,32 +71,82 @@ def _cell(src, gid=None, *, solution=False, points=None, locked=False, md=False)
     return cell
 
 
-def _solved(name: str, body: str) -> str:
-    """A function whose body is between nbgrader's solution markers."""
-    return f"def {name}(x):\n    ### BEGIN SOLUTION\n    return {body}\n    ### END SOLUTION"
+GRAM = """\
+def gram(feats):
+    ### BEGIN SOLUTION
+    b, c, h, w = feats.shape
+    flat = feats.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (h * w)
+    ### END SOLUTION"""
+
+TV = """\
+def tv(img):
+    ### BEGIN SOLUTION
+    dy = img[:, :, 1:, :] - img[:, :, :-1, :]
+    dx = img[:, :, :, 1:] - img[:, :, :, :-1]
+    return (dy**2).mean() + (dx**2).mean()
+    ### END SOLUTION"""
+
+HIDDEN_TESTS = '''\
+"""T1's hidden tests: outputs beside the student's code, verdicts in the grader."""
+import numpy as np
+import torch
+
+import nst
+from nst.grading import Exercise, generator
+
+
+def gram_outputs(fn, seed):
+    return {"out": fn(torch.randn(2, 3, 4, 5, generator=generator(seed)))}
+
+
+def gram_verdict(seed, out, hidden):
+    want = nst.gram_matrix(torch.randn(2, 3, 4, 5, generator=generator(seed))).numpy()
+    assert out["out"].shape == want.shape, f"gram: shape {out['out'].shape}, expected {want.shape}"
+    assert np.allclose(out["out"], want, rtol=1e-4, atol=1e-6), "gram gives wrong values"
+
+
+def tv_outputs(fn, seed):
+    return {"out": fn(torch.rand(1, 3, 5, 6, generator=generator(seed)))}
+
+
+def tv_verdict(seed, out, hidden):
+    want = nst.tv_loss(torch.rand(1, 3, 5, 6, generator=generator(seed))).item()
+    assert np.isclose(out["out"], want, rtol=1e-4), f"tv is {out['out']}, expected {want:.6g}"
+
+
+EXERCISES = {
+    "gram": Exercise(gram_outputs, gram_verdict, ("nst.losses.gram_matrix",)),
+    "tv": Exercise(tv_outputs, tv_verdict, ("nst.losses.tv_loss",)),
+}
+
+
+def run(name, fn):
+    nst.grading.preview(EXERCISES, name, fn)
+'''
 
 
 def source_notebook() -> nbformat.NotebookNode:
     """The instructor's version: solutions and hidden tests included (6 points)."""
-    hidden_mean = (
-        "from unittest import mock\n"
-        'with mock.patch.object(statistics, "mean", side_effect=AssertionError("no reference")):\n'
-        "    assert mean([2, 4]) == 3"
-    )
+
+    def hidden(name):
+        run = f"import hidden_tests\nhidden_tests.run({name!r}, {name})"
+        return f"### BEGIN HIDDEN TESTS\n{run}\n### END HIDDEN TESTS"
+
     nb = new_notebook(
         cells=[
             _cell("# T1: a tiny assignment", md=True),
-            _cell("import statistics", "setup", locked=True),
-            _cell(_solved("square", "x * x"), "square", solution=True),
-            _cell("assert square(3) == 9", "square_visible", points=1),
+            _cell("import torch\n\nimport nst", "setup", locked=True),
+            _cell(GRAM, "gram", solution=True),
             _cell(
-                _hidden("assert square(-2) == 4\nassert square(0.5) == 0.25"),
-                "square_hidden",
-                points=2,
+                "assert torch.allclose(gram(torch.ones(1, 2, 2, 2)), torch.ones(1, 2, 2))",
+                "check_gram",
+                points=1,
             ),
-            _cell(_solved("mean", "sum(x) / len(x)"), "mean", solution=True),
-            _cell("assert mean([1, 2, 3]) == 2", "mean_visible", points=1),
-            _cell(_hidden(hidden_mean), "mean_hidden", points=2),
+            _cell("# Hidden tests (2 points)\n" + hidden("gram"), "hidden_gram", points=2),
+            _cell(TV, "tv", solution=True),
+            _cell("assert tv(torch.ones(1, 3, 4, 4)) == 0", "check_tv", points=1),
+            _cell("# Hidden tests (2 points)\n" + hidden("tv"), "hidden_tv", points=2),
         ]
     )
     nb.metadata["kernelspec"] = {
@@ -89,20 +157,16 @@ def source_notebook() -> nbformat.NotebookNode:
     return nb
 
 
-def _hidden(code: str) -> str:
-    """Test code that only the instructor's version shows."""
-    return f"### BEGIN HIDDEN TESTS\n{code}\n### END HIDDEN TESTS"
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
-    """A course folder with source/T1/T1.ipynb and the release nbgrader generates from it."""
+    """A course folder: source/T1/T1.ipynb, its hidden_tests.py and the release nbgrader makes."""
     root = tmp_path_factory.mktemp("course")
     (root / "source" / "T1").mkdir(parents=True)
     nbformat.write(source_notebook(), root / "source" / "T1" / "T1.ipynb")
-    ref = grade.build_reference(root / "source" / "T1", "T1", root, 30, root / "gen")
+    (root / "source" / "T1" / "hidden_tests.py").write_text(HIDDEN_TESTS)
+    ref = grade.build_reference(root / "source" / "T1", "T1", root, root / "gen")
     (root / "release" / "T1").mkdir(parents=True)
-    (root / "release" / "T1" / "T1.ipynb").write_bytes(ref.files["release/T1/T1.ipynb"])
+    nbformat.write(ref.release["T1"], root / "release" / "T1" / "T1.ipynb")
     return root
 
 
@@ -115,91 +179,23 @@ def _index(nb, gid: str) -> int:
 
 
 def _set(nb, gid: str, source: str):
+    nb = copy.deepcopy(nb)
     nb.cells[_index(nb, gid)].source = source
     return nb
 
 
-# --- the corpus: name -> (notebook or text, total expected, status, note fragment) ---------
-
-
-def corpus(course: Path) -> dict[str, tuple[object, float, str, str]]:
-    """Broken submissions, each made from the solution or the release by editing cells."""
-    sol = _read(course / "source" / "T1" / "T1.ipynb")
-    rel = _read(course / "release" / "T1" / "T1.ipynb")
-    mean_src = sol.cells[_index(sol, "mean")].source
-    square_src = sol.cells[_index(sol, "square")].source
-    out = {}
-    out["solution"] = (sol, 6, "graded", "")
-    out["release"] = (rel, 0, "graded", "square_visible failed (NotImplementedError")
-    out["raises"] = (
-        _set(copy.deepcopy(sol), "mean", 'raise ValueError("student bug")\n' + mean_src),
-        3,
-        "graded",
-        "mean_visible failed (NameError",
-    )
-    out["hangs"] = (
-        _set(copy.deepcopy(sol), "mean", "while True:\n    pass\n" + mean_src),
-        3,
-        "graded",
-        "ran past the time limit",
-    )
-    out["memory"] = (
-        _set(copy.deepcopy(sol), "square", "data = bytearray(50 * 2**30)\n" + square_src),
-        3,
-        "graded",
-        "out of memory",
-    )
-    out["memory_touched"] = (  # 2 GiB really written: refused by the 1000 MB limit, not by luck
-        _set(copy.deepcopy(sol), "mean", 'data = b"x" * (2 * 2**30)\n' + mean_src),
-        3,
-        "graded",
-        "out of memory",
-    )
-    deleted = copy.deepcopy(sol)
-    del deleted.cells[_index(deleted, "square_hidden")]
-    out["deleted_test"] = (deleted, 6, "graded", "deleted cells restored")
-    no_solution = copy.deepcopy(sol)
-    del no_solution.cells[_index(no_solution, "mean")]
-    out["deleted_solution"] = (no_solution, 3, "graded", "mean_visible failed (NotImplementedError")
-    moved = copy.deepcopy(sol)
-    moved.cells.insert(_index(moved, "mean"), moved.cells.pop(_index(moved, "mean_visible")))
-    out["reordered"] = (moved, 6, "graded", "put back in the assignment's order")
-    dup = copy.deepcopy(sol)
-    stub = copy.deepcopy(rel.cells[_index(rel, "square")])
-    stub.id = "duplicate"
-    dup.cells.insert(_index(dup, "square"), stub)
-    out["duplicated"] = (dup, 6, "graded", "duplicated cells graded from their last copy: square")
-    out["renamed"] = (
-        _set(copy.deepcopy(sol), "square", square_src.replace("def square", "def sqr")),
-        3,
-        "graded",
-        "square_visible failed (NameError",
-    )
-    edited = _set(copy.deepcopy(sol), "square", square_src.replace("x * x", "x + x"))
-    _set(edited, "square_visible", "pass")
-    out["edited_test"] = (edited, 3, "graded", "edited read-only cells graded as the originals")
-    writes = copy.deepcopy(sol)
-    writes.cells.append(
-        new_code_cell(
-            "import os\n"
-            "for p in ['../../../source/T1/T1.ipynb', '../../source/T1.ipynb', 'scratch.txt']:\n"
-            "    os.makedirs(os.path.dirname(p) or '.', exist_ok=True)\n"
-            "    open(p, 'w').write('overwritten by a student')"
-        )
-    )
-    out["writes_relative"] = (writes, 6, "graded", "")
-    out["invalid_json"] = ('{"cells": [', 0, "invalid", "not a readable notebook")
-    out["calls_reference"] = (
-        _set(copy.deepcopy(sol), "mean", "def mean(x):\n    return statistics.mean(x)"),
-        4,
-        "graded",
-        "mean_hidden failed (AssertionError: no reference",
-    )
-    return out
+def _append(nb, *sources: str, after: str | None = None):
+    """``nb`` with code cells added at the end (or after the cell ``after``)."""
+    nb = copy.deepcopy(nb)
+    at = _index(nb, after) + 1 if after else len(nb.cells)
+    for i, src in enumerate(sources):
+        nb.cells.insert(at + i, new_code_cell(textwrap.dedent(src)))
+    return nb
 
 
 def _write(folder: Path, name: str, content) -> Path:
-    path = folder / f"{name}.ipynb"
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, str):
         path.write_text(content)
     else:
@@ -207,42 +203,379 @@ def _write(folder: Path, name: str, content) -> Path:
     return path
 
 
-def _sha(paths) -> dict[Path, str]:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-
-
-def _grade(course: Path, subs: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _grade(course: Path, subs: Path, out: Path, *extra: str, **env) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(GRADE), "T1", str(subs), "--out", str(out), "--course", str(course)]
-    return subprocess.run(cmd + list(extra), capture_output=True, text=True, cwd=ROOT)
+    environ = {**os.environ, "NST_COURSE_SECRET": "test-secret", **env}
+    return subprocess.run(cmd + list(extra), capture_output=True, text=True, cwd=ROOT, env=environ)
 
 
 def _rows(out: Path) -> dict[str, dict[str, str]]:
-    with open(out / "grades.csv", newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        return {row["original"]: row for row in csv.DictReader(f)}
+
+
+MARK = "nst-grading-test-marker"  # in the command line of every process a hostile case starts
+
+
+def _alive(marker: str) -> list[int]:
+    """Processes whose command line holds ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found
+
+
+# --- the corpus: original name -> (notebook, text or {file: content}, score, status, note) --
+
+
+def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float, str, str]]:
+    """Honest, odd, broken and hostile submissions, each with the score a fair instructor gives."""
+    sol = _read(course / "source" / "T1" / "T1.ipynb")
+    rel = _read(course / "release" / "T1" / "T1.ipynb")
+    gram_src, tv_src = sol.cells[_index(sol, "gram")].source, sol.cells[_index(sol, "tv")].source
+    wrong_gram = gram_src.replace("/ (h * w)", "/ (c * h * w)")
+    c = {}
+    # honest, odd or broken
+    c["solution"] = ({"Copy of T1.ipynb": sol}, 6, "graded", "")
+    c["release"] = (rel, 0, "graded", "check_gram and hidden_gram failed (gram is not written yet")
+    c["raises"] = (
+        _set(sol, "tv", 'raise ValueError("bug")\n' + tv_src),
+        3,
+        "graded",
+        "tv is not defined",
+    )
+    c["hangs"] = (
+        _set(sol, "tv", "while True:\n    pass\n" + tv_src),
+        3,
+        "graded",
+        "ran past the 3 s limit",
+    )
+    c["memory"] = (
+        _set(sol, "gram", "data = bytearray(50 * 2**30)\n" + gram_src),
+        3,
+        "graded",
+        "MemoryError",
+    )
+    c["memory_touched"] = (
+        _set(sol, "tv", 'data = b"x" * (2 * 2**30)\n' + tv_src),
+        3,
+        "graded",
+        "MemoryError",
+    )
+    deleted = copy.deepcopy(sol)
+    del deleted.cells[_index(deleted, "hidden_tv")]
+    c["deleted_test"] = (
+        deleted,
+        6,
+        "graded",
+        "deleted cells restored from the assignment: hidden_tv",
+    )
+    no_solution = copy.deepcopy(sol)
+    del no_solution.cells[_index(no_solution, "tv")]
+    c["deleted_solution"] = (
+        no_solution,
+        3,
+        "graded",
+        "check_tv and hidden_tv failed (tv is not written yet",
+    )
+    moved = copy.deepcopy(sol)
+    moved.cells.insert(_index(moved, "tv"), moved.cells.pop(_index(moved, "check_tv")))
+    c["reordered"] = (moved, 6, "graded", "put back in the assignment's order")
+    dup = copy.deepcopy(sol)
+    stub = copy.deepcopy(rel.cells[_index(rel, "gram")])
+    stub.id = "duplicate"
+    dup.cells.insert(_index(dup, "gram"), stub)
+    c["duplicated"] = (dup, 6, "graded", "duplicated cells graded from their last copy: gram")
+    c["renamed"] = (
+        _set(sol, "tv", tv_src.replace("def tv", "def tv2")),
+        3,
+        "graded",
+        "tv is not defined",
+    )
+    edited = _set(_set(sol, "gram", wrong_gram), "check_gram", "pass")
+    c["edited_test"] = (
+        edited,
+        3,
+        "graded",
+        "edited read-only cells graded as the originals: check_gram",
+    )
+    c["invalid_json"] = ('{"cells": [', 0, "invalid", "not a readable notebook")
+    loud = "import logging, sys, warnings\nprint('to stderr', file=sys.stderr)\n"
+    loud += "warnings.warn('a UserWarning')\nlogging.warning('a log line')\n"
+    c["stderr"] = (_set(sol, "gram", loud + gram_src), 6, "graded", "")
+    commented = gram_src.replace(
+        "b, c, h, w", "# like nst.gram_matrix and losses.gram_matrix\n    b, c, h, w"
+    )
+    c["comments"] = (
+        _set(sol, "gram", commented.replace("flat", "nst_gram_matrix")),
+        6,
+        "graded",
+        "",
+    )
+    bare = _set(_set(rel, "gram", gram_src), "tv", tv_src)  # a student's copy, answered
+    for cell in bare.cells:
+        cell.metadata.pop("nbgrader", None)
+    c["no_metadata"] = (bare, 6, "graded", "found by the function they define: gram, tv")
+    flags = copy.deepcopy(sol)
+    for cell in flags.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        meta.update(
+            {"points": 100, "checksum": "forged", "locked": False} if meta.get("grade") else {}
+        )
+    flags.metadata["kernelspec"] = {
+        "name": "nonexistent",
+        "display_name": "x",
+        "language": "python",
+    }
+    c["metadata_edited"] = (flags, 6, "graded", "")
+    c["keyboard_interrupt"] = (
+        _set(sol, "tv", "raise KeyboardInterrupt\n" + tv_src), 3, "graded",
+        "raised KeyboardInterrupt (not a time limit)",
+    )  # fmt: skip
+    c["exits"] = (
+        _append(sol, "import os\nos._exit(1)", after="hidden_gram"),
+        3,
+        "graded",
+        "the kernel died",
+    )
+    c["张伟"] = (sol, 6, "graded", "")
+    c["李娜"] = (sol, 6, "graded", "")
+    c["carol.ipynb.txt"] = ("not a notebook", 0, "skipped", "carol.ipynb.txt is not a notebook")
+    c["dave"] = (
+        {"T1.ipynb": rel, "T1 (1).ipynb": sol},
+        6,
+        "graded",
+        "graded T1 (1).ipynb, the highest",
+    )
+    c["erin"] = (
+        {"T1.ipynb": rel, "Copy of T1.ipynb": sol},
+        6,
+        "graded",
+        "graded Copy of T1.ipynb, the newest",
+    )
+
+    # hostile: each is the release plus an attack, so the fair score is 0, unless said otherwise
+    def attack(*cells: str) -> nbformat.NotebookNode:
+        return _append(rel, *cells, after="setup")
+
+    grades_csv = str(out / "grades.csv")
+    c["forger"] = (attack(f"""\
+        import subprocess, sys
+        code = "import time, pathlib; time.sleep(6); "
+        code += "pathlib.Path({grades_csv!r}).write_text('forged')"
+        subprocess.Popen([sys.executable, "-c", code, "{MARK}"], start_new_session=True, env={{}},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        """), 0, "graded", "")  # fmt: skip
+    targets = [
+        str(ROOT / "nst" / "__init__.py"), str(course / "source" / "T1" / "T1_zz_bonus.ipynb"),
+        str(course / "source" / "T1" / "hidden_tests.py"), "/opt/nst/nst/__init__.py",
+        "/grader/hidden_tests.py", str(ROOT / "assignments" / "nbgrader_config.py"),
+    ]  # fmt: skip
+    c["backdoor"] = (attack(f"""\
+        import nst
+        for path in {targets!r} + [nst.__file__]:
+            try:
+                open(path, "a").write("\\nraise SystemExit('backdoor')\\n")
+                print("wrote", path)
+            except OSError as err:
+                print("refused:", type(err).__name__)
+        """), 0, "graded", "")  # fmt: skip
+    c["hides_errors"] = (
+        attack("get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)"),
+        0,
+        "graded",
+        "",
+    )
+    c["showtraceback"] = (attack("""\
+        import sys
+        ip = get_ipython()
+        ip.showtraceback = lambda *a, **k: None
+        ip._showtraceback = lambda *a, **k: None
+        sys.excepthook = lambda *a: None
+        """), 0, "graded", "")  # fmt: skip
+    c["edits_reply"] = (attack("""\
+        import inspect
+        kernel = get_ipython().kernel
+        original = kernel.do_execute
+        async def do_execute(*args, **kwargs):
+            reply = original(*args, **kwargs)
+            reply = await reply if inspect.isawaitable(reply) else reply
+            reply["status"] = "ok"
+            return reply
+        kernel.do_execute = do_execute
+        """), 0, "graded", "")  # fmt: skip
+    patched = attack(
+        "import numpy, torch\nfor m in (torch, numpy):\n    m.allclose = lambda *a, **k: True\n"
+        "torch.isclose = lambda *a, **k: torch.tensor(True)"
+    )
+    patched = _set(
+        _set(patched, "gram", "def gram(feats):\n    return feats"),
+        "tv",
+        "def tv(img):\n    return img.sum() * 0",
+    )
+    c["patches_allclose"] = (
+        patched,
+        0,
+        "graded",
+        "check_gram and hidden_gram failed (gram: shape (2, 3, 4, 5)",
+    )
+    c["reads_solutions"] = (attack(f"""\
+        import glob, json
+        found = glob.glob("/course/**/source/**/*.ipynb", recursive=True)
+        found += glob.glob({str(course)!r} + "/**/*.ipynb", recursive=True)
+        for path in found:
+            exec("\\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                           for c in json.load(open(path))["cells"] if c["cell_type"] == "code"))
+        print(len(found), "notebooks found")
+        """), 0, "graded", "")  # fmt: skip
+    disguises = {
+        "alias": "from nst.losses import gram_matrix as _g\ndef gram(feats):\n    return _g(feats)",
+        "module_alias": (
+            "from nst import losses as L\ndef gram(feats):\n    return L.gram_matrix(feats)"
+        ),
+        "getattr": (
+            "import nst\ndef gram(feats):\n    return getattr(nst, 'gram_' + 'matrix')(feats)"
+        ),
+        "importlib": (
+            "import importlib\ndef gram(feats):\n"
+            "    return importlib.import_module('nst.losses').gram_matrix(feats)"
+        ),
+        "file_copy": (
+            "import importlib.util, nst\n"
+            "spec = importlib.util.spec_from_file_location('copy', nst.losses.__file__)\n"
+            "mod = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(mod)\n"
+            "def gram(feats):\n    return mod.gram_matrix(feats)"
+        ),
+        "exec_file": (
+            "import nst\nns = {}\nexec(open(nst.losses.__file__).read(), ns)\n"
+            "def gram(feats):\n    return ns['gram_matrix'](feats)"
+        ),
+        "getsource": (
+            "import inspect, nst\nsource = inspect.getsource(nst.losses.gram_matrix)\n"
+            "exec(source.replace('def gram_matrix', 'def gram'))"
+        ),
+        "wrapped": (
+            "import functools, nst\n@functools.wraps(nst.gram_matrix)\ndef gram(feats):\n"
+            "    return gram.__wrapped__(feats)"
+        ),
+        "code_copy": (
+            "import types, nst\n"
+            "gram = types.FunctionType(nst.gram_matrix.__code__, nst.losses.__dict__)"
+        ),
+    }
+    for label, code in disguises.items():
+        c[f"calls_reference_{label}"] = (
+            _set(sol, "gram", code),
+            3,
+            "graded",
+            "calls nst's losses.gram_matrix",
+        )
+
+    # hostile to the machine: after both exercises are recorded, so the fair score is 6
+    def after(*cells: str) -> nbformat.NotebookNode:
+        return _append(sol, *cells)
+
+    c["shm"] = (after("""\
+        try:
+            with open("/dev/shm/fill", "wb") as f:
+                for _ in range(40):
+                    f.write(b"x" * 100 * 2**20)
+            print("wrote 4 GB to /dev/shm")
+        except OSError as err:
+            print("refused:", type(err).__name__)
+        """), 6, "graded", "")  # fmt: skip
+    c["memfd"] = (after("""\
+        import mmap, os
+        kept = []
+        for _ in range(13):  # 13 x 400 MB: each file under the 512 MB file-size limit
+            fd = os.memfd_create("fill")
+            os.ftruncate(fd, 400 * 2**20)
+            kept.append(mmap.mmap(fd, 400 * 2**20))
+            for i in range(0, 400 * 2**20, 2**20):
+                kept[-1][i:i + 2**20] = b"x" * 2**20
+        print("wrote 5 GB to memfds")
+        """), 6, "graded", "ran out of memory")  # fmt: skip
+    c["fork_bomb"] = (after(f"""\
+        import subprocess, sys, time
+        bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n"
+        bomb += "    except OSError:\\n        pass"
+        subprocess.Popen([sys.executable, "-c", bomb, "{MARK}"])
+        time.sleep(1)
+        """), 6, "graded", "")  # fmt: skip
+    c["sleeper"] = (after(f"""\
+        import subprocess, sys
+        for session in (False, True):
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{MARK}"],
+                             start_new_session=session)
+        """), 6, "graded", "")  # fmt: skip
+    c["network"] = (after(f"""\
+        import socket
+        for target in (("1.1.1.1", 53), ("10.0.0.1", 80)):
+            try:
+                socket.create_connection(target, timeout=2)
+                print("connected to", target)
+            except OSError as err:
+                print("no network:", type(err).__name__)
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect({sock!r})
+            s.sendall(b"{MARK}")
+            print("connected to the host socket")
+        except OSError as err:
+            print("no host socket:", type(err).__name__)
+        """), 6, "graded", "")  # fmt: skip
+    c["environment"] = (after("import os\nprint(dict(os.environ))"), 6, "graded", "")
+    c["ptrace"] = (after(f"""\
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        for pid in (1, {os.getpid()}, os.getppid()):
+            print(pid, libc.ptrace(16, pid, 0, 0), ctypes.get_errno())  # PTRACE_ATTACH
+        """), 6, "graded", "")  # fmt: skip
+    return c
+
+
+def _submit(subs: Path, name: str, content) -> None:
+    """One entry of the submissions folder: a notebook, a text file, or a folder of files."""
+    if isinstance(content, dict) and not isinstance(content, nbformat.NotebookNode):
+        for i, (file, nb) in enumerate(content.items()):
+            path = _write(subs / name, file, nb)
+            os.utime(path, (1_700_000_000 + i, 1_700_000_000 + i))  # later files are newer
+    elif name.endswith(".txt"):
+        _write(subs, name, content)
+    else:
+        _write(subs, f"{name}.ipynb", content)
 
 
 # --- tests ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_corpus_scores_exactly(course, tmp_path):
-    cases = corpus(course)
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    for name, (content, *_) in cases.items():
-        if name == "solution":  # the <student>/<any name>.ipynb layout
-            (subs / name).mkdir()
-            _write(subs / name, "Copy of T1", content)
-        else:
-            _write(subs, name, content)
-    references = list((course / "source").rglob("*.ipynb")) + list(
-        (course / "release").rglob("*.ipynb")
-    )
-    before = _sha(references + sorted(subs.rglob("*.ipynb")))
+    _sandbox_or_skip()
+    sock_path = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    server.listen(5)
+    server.setblocking(False)
     out = tmp_path / "out"
-    run = _grade(course, subs, out, "--timeout", "3", "--memory-mb", "1000", "--jobs", "2")
+    cases = corpus(course, out, str(sock_path))
+    subs = tmp_path / "subs"
+    for name, (content, *_) in cases.items():
+        _submit(subs, name, content)
+    guarded = sorted((ROOT / "nst").rglob("*.py")) + sorted(course.rglob("*"))
+    before = {p: p.read_bytes() for p in guarded if p.is_file()}
+    host_secret = "host-only-value-5d41402abc"
+    run = _grade(
+        course, subs, out, "--timeout", "3", "--wall", "120", "--memory-mb", "1000", "--jobs", "2",
+        NST_HOST_ONLY=host_secret,
+    )  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
     assert "unchanged" in run.stdout
-    assert _sha(before) == before, "reference notebooks or submissions changed"
     rows = _rows(out)
     assert sorted(rows) == sorted(cases)
     wrong = []
@@ -250,55 +583,144 @@ def test_corpus_scores_exactly(course, tmp_path):
         row = rows[name]
         if (float(row["total"]), row["status"]) != (total, status) or note not in row["note"]:
             wrong.append(f"{name}: {row['total']} {row['status']} {row['note']!r}")
-        assert row["max"] == "6"
-        assert float(row["total"]) == sum(float(row[c]) for c in COLUMNS)
-        assert (out / "feedback" / f"{name}.html").is_file()
+        if status != "skipped":
+            assert row["max"] == "6"
+            assert float(row["total"]) == sum(float(row[c]) for c in COLUMNS)
+            assert (out / "feedback" / f"{row['student']}.html").is_file()
     assert not wrong, "\n".join(wrong)
-    assert rows["solution"]["note"] == ""
-    assert rows["calls_reference"]["mean_visible"] == "1"
-    assert rows["calls_reference"]["mean_hidden"] == "0"
+    assert rows["solution"]["note"] == "" and rows["stderr"]["note"] == ""
+
+    # identity: distinct, traceable ids; the original name in its own column
+    ids = [row["student"] for row in rows.values()]
+    assert len(set(ids)) == len(ids)
+    assert rows["张伟"]["student"] != rows["李娜"]["student"]
+    assert all(i.isascii() and i.rsplit("-", 1)[1].isalnum() for i in ids)
+
+    # nothing changed, nothing survived, nothing reached the host
+    time.sleep(7)  # the forger's detached process would write grades.csv after 6 s
+    assert _rows(out) == rows, "grades.csv changed after grading"
+    assert {p: p.read_bytes() for p in before} == before, "nst/ or the course changed"
+    assert not (course / "source" / "T1" / "T1_zz_bonus.ipynb").exists()
+    assert _alive(MARK) == [], "a process a submission started is still alive"
+    with pytest.raises(BlockingIOError):
+        server.accept()  # nobody connected to the host's Unix socket
+    server.close()
+    own = {r["student"] for n, r in rows.items() if str(course) in str(cases[n][0])}  # its own text
+    files = [*(out / "autograded").glob("*.ipynb"), *(out / "feedback").glob("*.html")]
+    text = "".join(p.read_text(encoding="utf-8") for p in files if p.stem not in own)
+    assert host_secret not in text and "test-secret" not in text, "the environment leaked"
+    assert str(ROOT) not in text and str(course) not in text, "an absolute host path leaked"
+    assert "BEGIN HIDDEN TESTS" not in text and "hidden_tests.run" not in text
+    backdoor = _printed(out, rows["backdoor"])
+    assert "wrote" not in backdoor and backdoor.count("refused") == 7, backdoor
+    network = _printed(out, rows["network"])
+    assert network.count("no network") == 2 and "no host socket" in network, network
+    assert "connected" not in network, network
+    ptrace = _printed(out, rows["ptrace"])
+    assert [line.split()[1] for line in ptrace.splitlines()] == ["-1"] * 3, ptrace  # all refused
+    assert "refused: OSError" in _printed(out, rows["shm"])  # /dev/shm is a small tmpfs
 
 
-def test_absolute_write_into_reference_is_restored_and_reported(course, tmp_path):
-    target = course / "source" / "T1" / "T1.ipynb"
-    before = _sha([target, course / "release" / "T1" / "T1.ipynb"])
-    sol = _read(target)
-    bad = copy.deepcopy(sol)
-    bad.cells.append(new_code_cell(f"open({str(target)!r}, 'w').write('gone')"))
-    subs = tmp_path / "subs"
-    subs.mkdir()
-    _write(subs, "good", sol)
-    _write(subs, "mallory", bad)
-    out = tmp_path / "out"
-    run = _grade(course, subs, out, "--timeout", "10")
-    assert run.returncode == 3, run.stdout + run.stderr
-    assert "WARNING" in run.stderr and str(target) in run.stderr
-    assert _sha(before) == before, "the reference was not restored"
-    rows = _rows(out)
-    assert (rows["good"]["total"], rows["good"]["status"]) == ("6", "graded")
-    assert (rows["mallory"]["total"], rows["mallory"]["status"]) == ("6", "tampered")
-    assert str(target) in rows["mallory"]["note"]
+def _printed(out: Path, row: dict) -> str:
+    """What the cells of a graded notebook printed (stdout)."""
+    nb = _read(out / "autograded" / f"{row['student']}.ipynb")
+    text = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.get("name") == "stdout"
+    )
+    return "".join(
+        line for line in text.splitlines(True) if not line.startswith(("✓ ", "✗ "))
+    )  # ours
+
+
+def test_seed_is_an_hmac_of_the_student_id():
+    from nst.grading import seed_for
+
+    assert seed_for(b"secret", "alice-2bd806") == seed_for(b"secret", "alice-2bd806")
+    assert seed_for(b"secret", "alice-2bd806") != seed_for(b"other", "alice-2bd806")
+    assert seed_for(b"secret", "alice-2bd806") != seed_for(b"secret", "bob-81b637")
+    assert 0 <= seed_for(b"secret", "x") < 2**31
+
+
+def test_student_ids_are_distinct_ascii_and_traceable():
+    assert (
+        grade.safe_id("alice") == "alice-" + __import__("hashlib").sha256(b"alice").hexdigest()[:6]
+    )
+    assert grade.safe_id("张伟") != grade.safe_id("李娜")
+    assert grade.safe_id("Zoë Müller").startswith("Zoe_Muller-")
+    assert grade.safe_id("../../etc").startswith("etc-")
+
+
+def test_latest_download_prefers_the_highest_number_then_the_newest(tmp_path):
+    paths = []
+    for i, name in enumerate(["A1.ipynb", "A1 (2).ipynb", "A1 (10).ipynb", "Copy of A1.ipynb"]):
+        paths.append(tmp_path / name)
+        paths[-1].write_text("{}")
+        os.utime(paths[-1], (1e9 - i, 1e9 - i))  # the first is the newest
+    best, why = grade.latest_download(paths)
+    assert best.name == "A1 (10).ipynb" and "highest download number (10)" in why
+    best, why = grade.latest_download([paths[0], paths[3]])
+    assert best.name == "A1.ipynb" and "the newest" in why
+
+
+def test_sandbox_command_lines():
+    limits = sandbox.Limits(memory_mb=2048, tasks=64, shm_mb=16)
+    argv = sandbox.bwrap_argv(
+        ["python", "x.py"], Path("/w/alice"), {"/venv": "/venv"}, {"A": "1"}, limits
+    )
+    joined = " ".join(argv)
+    assert "--ro-bind / /" not in joined and "--bind / " not in joined
+    for flag in (
+        "--unshare-all",
+        "--disable-userns",
+        "--new-session",
+        "--die-with-parent",
+        "--clearenv",
+    ):
+        assert flag in argv
+    assert "--bind /w/alice /course" in joined and "--ro-bind /venv /venv" in joined
+    assert f"--size {16 * 2**20} --tmpfs /dev/shm" in joined and argv[-3:] == [
+        "--",
+        "python",
+        "x.py",
+    ]
+    assert "--setenv A 1" in joined
+    unit = sandbox.systemd_argv(limits, "nst-grade-x")
+    assert unit[:4] == ["systemd-run", "--user", "--scope", "--quiet"]
+    assert "MemoryMax=2048M" in unit and "MemorySwapMax=0" in unit and "TasksMax=64" in unit
+
+
+def test_without_a_sandbox_grading_refuses_in_one_sentence(course, tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(
+        grade.InputError, match="bubblewrap is not installed: run `sudo apt-get install bubblewrap`"
+    ):
+        grade.sandbox_mode(unsafe=False)
+    assert grade.sandbox_mode(unsafe=True) == "unsafe"
 
 
 def test_wall_limit_kills_a_submission_that_ignores_interrupts(course, tmp_path):
+    _sandbox_or_skip()
     sol = _read(course / "source" / "T1" / "T1.ipynb")
-    stubborn = _set(
-        copy.deepcopy(sol),
-        "mean",
+    stubborn = _append(
+        sol,
         "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass",
+        after="hidden_gram",
     )
     subs = tmp_path / "subs"
-    subs.mkdir()
-    _write(subs, "stubborn", stubborn)
-    _write(subs, "good", sol)
+    _submit(subs, "stubborn", stubborn)
+    _submit(subs, "good", sol)
     out = tmp_path / "out"
-    run = _grade(course, subs, out, "--timeout", "2", "--wall", "12")
+    run = _grade(course, subs, out, "--timeout", "2", "--wall", "25")
     assert run.returncode == 0, run.stdout + run.stderr
     rows = _rows(out)
     assert rows["good"]["total"] == "6"
-    assert rows["stubborn"]["status"] in ("timeout", "failed"), rows["stubborn"]
-    assert rows["stubborn"]["note"]
-    assert (out / "feedback" / "stubborn.html").is_file()
+    assert (rows["stubborn"]["total"], rows["stubborn"]["status"]) == ("3", "timeout"), rows[
+        "stubborn"
+    ]
+    assert "the exercises recorded before it keep their points" in rows["stubborn"]["note"]
 
 
 @pytest.mark.parametrize(
@@ -310,8 +732,7 @@ def test_wall_limit_kills_a_submission_that_ignores_interrupts(course, tmp_path)
 )
 def test_bad_input_gives_one_sentence(course, tmp_path, args, message):
     subs = tmp_path / "subs"
-    subs.mkdir()
-    _write(subs, "a", _read(course / "source" / "T1" / "T1.ipynb"))
+    _submit(subs, "a", _read(course / "source" / "T1" / "T1.ipynb"))
     args = [a.format(subs=subs, missing=tmp_path / "nope") for a in args]
     cmd = [sys.executable, str(GRADE), *args, "--out", str(tmp_path / "o"), "--course", str(course)]
     run = subprocess.run(cmd, capture_output=True, text=True)
@@ -319,65 +740,183 @@ def test_bad_input_gives_one_sentence(course, tmp_path, args, message):
     assert message in run.stderr and run.stderr.count("\n") == 1, run.stderr
 
 
-# --- the real assignments (assignments/source/<A>/), once they exist ------------------------
+# --- the real assignments (assignments/source/<A>/) ----------------------------------------
 
 ASSIGNMENTS = ROOT / "assignments"
 REAL = sorted(p.name for p in (ASSIGNMENTS / "source").glob("*") if any(p.glob("*.ipynb")))
 
 
-def _release_of(name: str, tmp_path: Path) -> dict[str, nbformat.NotebookNode]:
-    """The student notebooks of assignment ``name``: the committed release, else generated."""
-    released = sorted((ASSIGNMENTS / "release" / name).glob("*.ipynb"))
-    if released:
-        return {p.stem: _read(p) for p in released}
-    ref = grade.build_reference(ASSIGNMENTS / "source" / name, name, ASSIGNMENTS, 30, tmp_path)
-    return ref.release
+def _release_of(name: str) -> dict[str, nbformat.NotebookNode]:
+    """The student notebooks of assignment ``name``, as committed."""
+    return {p.stem: _read(p) for p in sorted((ASSIGNMENTS / "release" / name).glob("*.ipynb"))}
 
 
-def _submit(folder: Path, student: str, notebooks: dict[str, nbformat.NotebookNode]) -> None:
-    """Write one student's notebooks as ``folder/student/<notebook>.ipynb``."""
-    (folder / student).mkdir(parents=True)
+def _submit_all(folder: Path, student: str, notebooks: dict[str, nbformat.NotebookNode]) -> None:
     for stem, nb in notebooks.items():
-        _write(folder / student, stem, nb)
+        _write(folder / student, f"{stem}.ipynb", nb)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", REAL or [pytest.param("A1", marks=pytest.mark.skip("no A1 yet"))])
+@pytest.mark.parametrize("name", REAL)
 def test_real_assignment_solution_full_marks_release_zero(name, tmp_path):
+    _sandbox_or_skip()
     source = {p.stem: _read(p) for p in sorted((ASSIGNMENTS / "source" / name).glob("*.ipynb"))}
     subs = tmp_path / "subs"
-    _submit(subs, "solution", source)
-    _submit(subs, "release", _release_of(name, tmp_path / "gen"))
-    penalty = None
-    if name == "A1":  # a Gram matrix that merely calls nst's: the author's hidden-test penalty
-        (stem, nb), gid = next(iter(source.items())), "gram_matrix"
-        calls = _set(
-            copy.deepcopy(nb), gid, "def gram_matrix(feats):\n    return nst.gram_matrix(feats)"
-        )
-        _submit(subs, "calls_reference", {stem: calls})
-        penalty = grade.nb_meta(nb.cells[_index(nb, "hidden_gram_matrix")])["points"]
+    _submit_all(subs, "solution", source)
+    _submit_all(subs, "release", _release_of(name))
+    ((stem, nb),) = source.items()
+    answer = next(c for c in nb.cells if grade.nb_meta(c).get("solution") and c.cell_type == "code")
+    function = sorted(grade.defined_functions(answer.source))[0]
+    reference = {"load_and_preprocess": "nst.load_image(path, long_side=long_side)"}.get(function)
+    calls = copy.deepcopy(nb)  # the first exercise answered by calling nst's own function
+    args = ", ".join(a.arg for a in __import__("ast").parse(answer.source).body[-1].args.args)
+    body = reference or f"nst.{function}({args})"
+    if function == "make_closure":
+        body = "nst.optimize(gen_img, loss_fn, steps=1)"
+    calls.cells[
+        calls.cells.index(answer)
+    ].source = f"import nst as _n\nnst = _n\ndef {function}({args}):\n    return {body}"
+    _submit_all(subs, "calls_reference", {stem: calls})
     out = tmp_path / "out"
     cmd = [sys.executable, str(GRADE), name, str(subs), "--out", str(out), "--jobs", "2"]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NST_COURSE_SECRET": "x"}
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     rows = _rows(out)
-    assert float(rows["solution"]["max"]) > 0
-    manual = sum(  # answers a person grades: the autograder gives them 0 and a note
+    manual = sum(
         grade.nb_meta(c)["points"]
         for nb in source.values()
         for c in nb.cells
         if grade.nb_meta(c).get("grade") and grade.nb_meta(c).get("solution")
     )
-    assert float(rows["solution"]["total"]) == float(rows["solution"]["max"]) - manual, rows
-    if manual:
-        assert "needs manual grading" in rows["solution"]["note"], rows["solution"]
-    else:
-        assert rows["solution"]["note"] == "", rows["solution"]
+    assert float(rows["solution"]["total"]) == float(rows["solution"]["max"]) - manual, rows[
+        "solution"
+    ]
+    note = rows["solution"]["note"]
+    assert note == (
+        "; ".join(f"{g} needs manual grading" for g in ("answer_sweep", "answer_choice"))
+        if manual
+        else ""
+    )
     assert (rows["release"]["total"], rows["release"]["status"]) == ("0", "graded"), rows["release"]
-    if penalty is not None:
-        row = rows["calls_reference"]
-        assert float(row["total"]) == float(row["max"]) - penalty, row
-        assert "hidden_gram_matrix failed (AssertionError: gram_matrix calls nst" in row["note"]
+    row = rows["calls_reference"]
+    tests = (f"check_{function}", f"hidden_{function}")
+    metas = [grade.nb_meta(c) for c in nb.cells]
+    lost = sum(m.get("points", 0) for m in metas if m.get("grade_id") in tests)
+    assert float(row["total"]) == float(rows["solution"]["total"]) - lost, row
+    assert f"{function} calls nst's" in row["note"], row
+
+
+REFERENCE_CALLS = {  # each exercise answered by nst's own function under another name
+    "load_and_preprocess": "from nst import images as R\n    return R.load_image(path, long_side)",
+    "extract_named_features": (
+        "from nst.vgg import extract_features as R\n    return R(model, img, layers)"
+    ),
+    "gram_matrix": "from nst.losses import gram_matrix as R\n    return R(feats)",
+    "content_loss": "import nst.losses as R\n    return R.content_loss(gen_feats, content_feats)",
+    "style_loss": (
+        "import importlib\n"
+        "    return importlib.import_module('nst').style_loss(gen_feats, style_grams)"
+    ),
+    "tv_loss": "import nst as R\n    return getattr(R, 'tv_' + 'loss')(img)",
+    "make_closure": (
+        "import nst as R\n    def closure():\n"
+        "        R.optimize(gen_img, loss_fn, steps=1, progress=False)\n"
+        "        return loss_fn(gen_img)['total']\n    return closure"
+    ),
+}
+
+
+def real_corpus(name: str) -> dict[str, tuple[object, float, str]]:
+    """Honest and hostile submissions of a real assignment: {name: (notebook, score, note)}."""
+    (source,) = [_read(p) for p in sorted((ASSIGNMENTS / "source" / name).glob("*.ipynb"))]
+    (release,) = _release_of(name).values()
+    metas = [grade.nb_meta(c) for c in source.cells]
+    manual = sum(m["points"] for m in metas if m.get("grade") and m.get("solution"))
+    full = sum(m.get("points", 0) for m in metas if m.get("grade")) - manual
+    answers = {
+        m["grade_id"]: c
+        for m, c in zip(metas, source.cells)
+        if m.get("solution") and c.cell_type == "code"
+    }
+    first = next(m["grade_id"] for m in metas if m.get("locked") and not m.get("grade"))
+
+    def attack(*cells: str) -> nbformat.NotebookNode:
+        return _append(release, *cells, after=first)
+
+    filled = copy.deepcopy(release)
+    for gid, cell in answers.items():
+        filled.cells[_index(filled, gid)].source = cell.source
+    bare = copy.deepcopy(filled)
+    for cell in bare.cells:
+        cell.metadata.pop("nbgrader", None)
+    cases = {
+        "correct": (source, full, ""),
+        "release": (release, 0, "is not written yet"),
+        "answered_copy": (filled, full, ""),
+        "no_metadata": (bare, full, "found by the function they define"),
+        "stderr": (
+            _append(
+                filled,
+                "import sys, warnings\nprint('x', file=sys.stderr)\nwarnings.warn('w')",
+                after=first,
+            ),
+            full,
+            "",
+        ),
+        "hides_errors": (
+            attack("get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)"),
+            0,
+            "",
+        ),
+        "patches_allclose": (attack("import torch\ntorch.allclose = lambda *a, **k: True"), 0, ""),
+        "forger": (
+            attack(
+                "import subprocess, sys\nsleep = 'import time; time.sleep(600)'\n"
+                "subprocess.Popen([sys.executable, '-c', sleep], start_new_session=True)"
+            ),
+            0,
+            "",
+        ),
+    }
+    for gid, cell in answers.items():
+        (function,) = grade.defined_functions(cell.source)
+        header = cell.source[cell.source.index(f"def {function}(") :].split("\n", 1)[0]
+        cheat = _set(filled, gid, f"{header}\n    {REFERENCE_CALLS[function]}")
+        lost = sum(
+            m.get("points", 0)
+            for m in metas
+            if m.get("grade_id") in (f"check_{function}", f"hidden_{function}")
+        )
+        cases[f"calls_{function}"] = (cheat, full - lost, f"{function} calls nst's")
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("NST_GRADE_CORPUS"), reason="make grade-corpus (minutes)")
+@pytest.mark.parametrize("name", REAL)
+def test_real_assignment_corpus(name, tmp_path):
+    _sandbox_or_skip()
+    cases = real_corpus(name)
+    subs = tmp_path / "subs"
+    for case, (nb, *_) in cases.items():
+        _submit(subs, case, nb)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(GRADE), name, str(subs), "--out", str(out), "--jobs", "2"]
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NST_COURSE_SECRET": "x"}
+    )
+    print(run.stdout)
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = _rows(out)
+    wrong = [
+        f"{case}: {rows[case]['total']} (expected {score:g}) {rows[case]['note']!r}"
+        for case, (_, score, note) in cases.items()
+        if float(rows[case]["total"]) != score or note not in rows[case]["note"]
+    ]
+    assert not wrong, "\n".join(wrong)
+    assert _alive("time.sleep(600)") == []
 
 
 # --- make bench-grading: 30 generated submissions of A1 (skipped unless NST_BENCH=1) ----------
@@ -398,7 +937,9 @@ def generic_corpus(source: nbformat.NotebookNode, release: nbformat.NotebookNode
         return nb
 
     def prefix(gid, code):
-        return lambda nb: _set(nb, gid, code + nb.cells[_index(nb, gid)].source)
+        return lambda nb: nb.cells[_index(nb, gid)].__setitem__(
+            "source", code + nb.cells[_index(nb, gid)].source
+        )
 
     def rename(nb):
         cell = nb.cells[_index(nb, solutions[0])]
@@ -417,7 +958,7 @@ def generic_corpus(source: nbformat.NotebookNode, release: nbformat.NotebookNode
 
     def neuter(nb):
         for gid in tests:
-            _set(nb, gid, "pass")
+            nb.cells[_index(nb, gid)].source = "pass"
 
     return {
         "correct": source,
@@ -436,29 +977,40 @@ def generic_corpus(source: nbformat.NotebookNode, release: nbformat.NotebookNode
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("NST_BENCH"), reason="a benchmark: make bench-grading")
-def test_bench_grading(tmp_path, course):
-    name = "A1" if "A1" in REAL else None
-    if name:
-        source = _read(sorted((ASSIGNMENTS / "source" / "A1").glob("*.ipynb"))[0])
-        release = next(iter(_release_of("A1", tmp_path / "gen").values()))
-        extra = ["--jobs", "2", "--timeout", os.environ.get("NST_BENCH_TIMEOUT", "60")]
-    else:  # until assignments/source/A1 exists, bench the tiny T1
-        print("\nno assignments/source/A1 yet: benchmarking the tiny test assignment T1")
-        source = _read(course / "source" / "T1" / "T1.ipynb")
-        release = _read(course / "release" / "T1" / "T1.ipynb")
-        extra = ["--course", str(course), "--jobs", "2", "--timeout", "5"]
+def test_bench_grading(tmp_path):
+    source = _read(sorted((ASSIGNMENTS / "source" / "A1").glob("*.ipynb"))[0])
+    release = next(iter(_release_of("A1").values()))
     kinds = generic_corpus(source, release)
     order = ["correct"] * 10 + [k for k in kinds if k != "correct"] * 2
     subs = tmp_path / "subs"
-    subs.mkdir()
     for i, kind in enumerate(order[:30]):
-        _write(subs, f"s{i:02d}_{kind}", kinds[kind])
+        _submit(subs, f"s{i:02d}_{kind}", kinds[kind])
     out = tmp_path / "out"
-    cmd = [sys.executable, str(GRADE), name or "T1", str(subs), "--out", str(out), *extra]
+    timeout = os.environ.get("NST_BENCH_TIMEOUT", "60")
+    cmd = [
+        sys.executable,
+        str(GRADE),
+        "A1",
+        str(subs),
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
+        "--timeout",
+        timeout,
+    ]
     start = time.monotonic()
-    run = subprocess.run(cmd, text=True, cwd=ROOT)
+    run = subprocess.run(cmd, text=True, cwd=ROOT, capture_output=True)
     total = time.monotonic() - start
-    assert run.returncode == 0
+    print(run.stdout)
+    assert run.returncode == 0, run.stderr
     rows = _rows(out)
     assert len(rows) == 30
+    seconds = sorted(
+        float(line.split(" s ")[0].split()[-1])
+        for line in run.stdout.splitlines()
+        if "_correct-" in line
+    )
+    median = seconds[len(seconds) // 2]
     print(f"bench: 30 submissions in {total:.1f} s, {total / 30:.1f} s per submission")
+    print(f"bench: median per correct submission {median:.1f} s (of {len(seconds)})")

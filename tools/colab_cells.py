@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import sys
 from pathlib import Path
@@ -45,6 +46,10 @@ if "google.colab" in sys.modules:
     import os, subprocess
     if not os.path.isdir("/content/nst"):
         subprocess.run(["git", "clone", "--depth", "1", "{url}", "/content/nst"], check=True)
+        # students' files only: no solutions, no hidden tests
+        keep = {keep}
+        sparse = ["git", "-C", "/content/nst", "sparse-checkout", "set", "--no-cone"]
+        subprocess.run(sparse + keep, check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/nst"], check=True)
     os.chdir("/content/nst/notebooks")
     sys.path.insert(0, "/content/nst")"""
@@ -90,9 +95,20 @@ def badge_cell(url: str, filename: str) -> nbformat.NotebookNode:
     return cell
 
 
+def sparse_patterns() -> list[str]:
+    """git sparse-checkout patterns (--no-cone): everything but course_kit.INSTRUCTOR_ONLY."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from course_kit import INSTRUCTOR_ONLY
+
+    return ["/*"] + [
+        "!" + p.removeprefix("**/") if p.startswith("**/") else "!/" + p for p in INSTRUCTOR_ONLY
+    ]
+
+
 def setup_cell(url: str) -> nbformat.NotebookNode:
     """The code cell (tagged colab-setup) that installs the repository at ``url`` on Colab."""
-    cell = nbformat.v4.new_code_cell(SETUP_SOURCE.format(url=url))
+    keep = json.dumps(sparse_patterns())
+    cell = nbformat.v4.new_code_cell(SETUP_SOURCE.format(url=url, keep=keep))
     cell["metadata"]["tags"] = [SETUP_TAG]
     cell["id"] = SETUP_ID
     return cell

@@ -51,7 +51,7 @@ def run_nbgrader(assignment: str, course: Path, workdir: Path) -> Path:
     shutil.copytree(
         course / "source" / assignment,
         workdir / "source" / assignment,
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "hidden_tests.py"),
     )
     command = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment]
     command += ["--force", "--no-db", f"--CourseDirectory.root={workdir}"]
