@@ -77,7 +77,7 @@ release: install
 grade: install
 	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
-# Not part of `make test`: about 10 minutes on 2 CPU cores (the tiny corpus in `make test` covers every attack).
+# Not part of `make test`: about 4 minutes on 2 CPU cores (the tiny corpus in `make test` covers every attack).
 grade-corpus: install
 	NST_GRADE_CORPUS=1 $(BIN)/python -m pytest tests/test_grading.py -k real_assignment_corpus -p no:cacheprovider
 

@@ -687,6 +687,8 @@ def test_sandbox_command_lines():
         "x.py",
     ]
     assert "--setenv A 1" in joined
+    # tmpfs /tmp first: a virtual environment under /tmp (a CI clone) must stay visible
+    assert joined.index("--tmpfs /tmp") < joined.index("--ro-bind /venv /venv")
     unit = sandbox.systemd_argv(limits, "nst-grade-x")
     assert unit[:4] == ["systemd-run", "--user", "--scope", "--quiet"]
     assert "MemoryMax=2048M" in unit and "MemorySwapMax=0" in unit and "TasksMax=64" in unit

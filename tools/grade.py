@@ -777,6 +777,12 @@ def grade_one(
         except Exception:  # whatever the sandbox left there
             executed = None
         notes = run_notes(executed, args.timeout, outcome, args)
+        if executed is None and not outcome.wall_exceeded:  # say why, from the sandbox's log
+            tail = (read_back(folder.parent / f"{folder.name}.log", 2**20) or b"").decode(
+                errors="replace"
+            )
+            last = next((line for line in reversed(tail.splitlines()) if line.strip()), "")
+            notes.append(f"its last output: {without_host_paths(last.strip(), work)[:160]}")
         if outcome.wall_exceeded:
             sub.status = "timeout"
         sub.notes.extend(f"{name}: {n}" if len(ref.notebooks) > 1 else n for n in notes)

@@ -93,7 +93,9 @@ def bwrap_argv(
     limits: Limits,
 ) -> list[str]:
     """The bwrap command line: ``read_only`` {host path: sandbox path}, ``course`` at /course."""
-    argv = ["bwrap", "--ro-bind", "/usr", "/usr"]
+    argv = ["bwrap", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    argv += ["--size", str(limits.shm_mb * 2**20), "--tmpfs", "/dev/shm"]
+    argv += ["--ro-bind", "/usr", "/usr"]  # after the tmpfs mounts: a bind under /tmp stays visible
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = Path("/") / name
         if host.is_symlink():
@@ -106,8 +108,6 @@ def bwrap_argv(
     for host, inside in read_only.items():
         argv += ["--ro-bind", host, inside]
     argv += ["--bind", str(course), "/course", "--chdir", "/course"]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]
-    argv += ["--size", str(limits.shm_mb * 2**20), "--tmpfs", "/dev/shm"]
     argv += [
         "--unshare-all",
         "--unshare-user",
