@@ -524,7 +524,9 @@ def run_notebook(nb, folder: Path, ref: Reference, args, how: str) -> sandbox.Ou
     nbformat.write(nb, folder / "run.ipynb")
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     limits = sandbox.Limits(
-        memory_mb=(args.memory_mb + 1024) if args.memory_mb else 16384, data_mb=args.memory_mb
+        memory_mb=(args.memory_mb + 1024) if args.memory_mb else 16384,
+        data_mb=args.memory_mb,
+        cpus=float(threads),
     )
     runner = str(RUNNER) if how == "unsafe" else "/grader/run_submission.py"
     inner = [sys.executable, runner, "run.ipynb", "executed.ipynb", str(args.timeout)]

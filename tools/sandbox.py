@@ -6,7 +6,7 @@ file at ``/grader``, the submission's throwaway folder read-write at ``/course``
 ``/tmp``, ``/run`` and a small ``/dev/shm``, no network (only its own loopback), no host
 processes (its own PID namespace, so nothing it starts outlives it), an empty environment
 but for the variables given, and no capabilities. Its memory (shared memory and memfd
-included) and its number of tasks are capped by cgroups:
+included), its number of tasks and its CPU time are capped by cgroups:
 
 - as root with cgroup v1 (``/sys/fs/cgroup/memory``, as on this project's CI), a child cgroup of
   our own in the memory and pids hierarchies;
@@ -50,6 +50,7 @@ class Limits:
     tasks: int = 512  # processes and threads (torch starts one thread per core)
     shm_mb: int = 64  # the size of the sandbox's /dev/shm
     file_mb: int = 512  # the largest file it may write (RLIMIT_FSIZE)
+    cpus: float = 1.0  # CPU time per second of wall time: a spinning fork bomb starves only itself
 
 
 def mode() -> str:
@@ -128,19 +129,24 @@ def systemd_argv(limits: Limits, unit: str) -> list[str]:
     return [
         "systemd-run", "--user", "--scope", "--quiet", f"--unit={unit}",
         "-p", f"MemoryMax={limits.memory_mb}M", "-p", "MemorySwapMax=0",
-        "-p", f"TasksMax={limits.tasks}", "--",
+        "-p", f"TasksMax={limits.tasks}", "-p", f"CPUQuota={round(limits.cpus * 100)}%", "--",
     ]  # fmt: skip
 
 
 class Cgroup1:
-    """A memory and a pids cgroup (v1) of our own for one submission; root only."""
+    """A memory, a pids and (if mounted) a cpu cgroup (v1) of our own for one submission."""
 
     def __init__(self, limits: Limits) -> None:
         name = f"nst-grade-{uuid.uuid4().hex[:12]}"
         self.memory = _cgroup1_parent("memory") / name
         self.pids = _cgroup1_parent("pids") / name
-        self.memory.mkdir()
-        self.pids.mkdir()
+        cpu = _cgroup1_parent("cpu")
+        self.cpu = cpu / name if cpu else None  # optional: the limits above are not
+        for folder in self.folders:
+            folder.mkdir()
+        if self.cpu:
+            period = int((self.cpu.parent / "cpu.cfs_period_us").read_text())
+            (self.cpu / "cpu.cfs_quota_us").write_text(str(int(period * limits.cpus)))
         limit = str(limits.memory_mb * 2**20)
         (self.memory / "memory.limit_in_bytes").write_text(limit)
         swap = self.memory / "memory.memsw.limit_in_bytes"
@@ -148,9 +154,14 @@ class Cgroup1:
             swap.write_text(limit)
         (self.pids / "pids.max").write_text(str(limits.tasks))
 
+    @property
+    def folders(self) -> list[Path]:
+        """The cgroup folders: memory, pids and, where available, cpu."""
+        return [f for f in (self.memory, self.pids, self.cpu) if f is not None]
+
     def enter(self) -> None:
-        """Move the calling process (a child about to exec) into both cgroups."""
-        for folder in (self.memory, self.pids):
+        """Move the calling process (a child about to exec) into our cgroups."""
+        for folder in self.folders:
             (folder / "cgroup.procs").write_text(str(os.getpid()))
 
     def oom_killed(self) -> bool:
@@ -167,7 +178,7 @@ class Cgroup1:
         killed = 0
         for _ in range(100):
             pids = set()
-            for folder in (self.memory, self.pids):
+            for folder in self.folders:
                 try:
                     pids |= {int(p) for p in (folder / "cgroup.procs").read_text().split()}
                 except OSError:
@@ -184,9 +195,9 @@ class Cgroup1:
         return killed
 
     def remove(self) -> None:
-        """Kill what is left and remove both cgroups."""
+        """Kill what is left and remove the cgroups."""
         self.kill_all()
-        for folder in (self.memory, self.pids):
+        for folder in self.folders:
             for _ in range(50):
                 try:
                     folder.rmdir()
