@@ -208,6 +208,10 @@ def load_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
         if not os.path.isfile(f"/proc/self/fd/{fd}") or os.fstat(fd).st_size > MAX_OUTPUT_BYTES:
             raise ValueError("not a regular file of at most 64 MB")
         try:
+            with zipfile.ZipFile(f) as archive:  # a zip bomb would unpack here, in the grader
+                if sum(i.file_size for i in archive.infolist()) > 4 * MAX_OUTPUT_BYTES:
+                    raise ValueError("its arrays would take more than 256 MB")
+            f.seek(0)
             with np.load(f, allow_pickle=False) as data:
                 flat = {key: data[key] for key in data.files}
         except (zipfile.BadZipFile, OSError, EOFError) as err:
@@ -221,7 +225,7 @@ def load_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
 
 def judge(
     exercise: Exercise, name: str, seed: int, out: dict[str, np.ndarray] | None, hidden: bool
-):
+) -> str | None:
     """None if ``out`` passes the verdict, else one sentence saying why not."""
     if out is None:
         return f"{name}: no outputs were recorded (the notebook stopped before its hidden test)."
@@ -231,7 +235,7 @@ def judge(
         exercise.verdict(seed, out, hidden)
     except AssertionError as err:
         return str(err) or f"{name} gives a wrong result."
-    except (KeyError, ValueError, TypeError, IndexError) as err:  # arrays of the wrong kind
+    except Exception as err:  # arrays of the wrong kind, whatever a sandbox wrote
         return f"{name}'s outputs have the wrong shape or type ({type(err).__name__}: {err})."
     return None
 

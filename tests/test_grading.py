@@ -641,6 +641,28 @@ def test_seed_is_an_hmac_of_the_student_id():
     assert 0 <= seed_for(b"secret", "x") < 2**31
 
 
+def test_outputs_are_read_back_as_data_only(tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    from nst.grading import MAX_OUTPUT_BYTES, load_outputs
+
+    np.savez(tmp_path / "ok.npz", **{"visible.out": np.ones(3), "hidden.error": np.array("bug")})
+    assert load_outputs(tmp_path / "ok.npz")["hidden"]["error"] == "bug"
+    np.savez(tmp_path / "obj.npz", **{"visible.out": np.array([{"a": 1}], dtype=object)})
+    with pytest.raises(ValueError, match="pickle"):  # an object array needs pickle: refused
+        load_outputs(tmp_path / "obj.npz")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "ok.npz")
+    with pytest.raises(OSError):  # a symlink planted in the sandbox is not followed
+        load_outputs(tmp_path / "link.npz")
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("visible.out.npy", b"\0" * (4 * MAX_OUTPUT_BYTES + 1))  # 256 MB of zeros
+    assert (tmp_path / "bomb.npz").stat().st_size < 2**20
+    with pytest.raises(ValueError, match="more than 256 MB"):
+        load_outputs(tmp_path / "bomb.npz")
+
+
 def test_student_ids_are_distinct_ascii_and_traceable():
     assert (
         grade.safe_id("alice") == "alice-" + __import__("hashlib").sha256(b"alice").hexdigest()[:6]
