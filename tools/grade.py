@@ -814,11 +814,6 @@ def write_feedback(sub: Submission, ref: Reference, executed: dict, work: Path, 
 # --- checksums and the CSV -----------------------------------------------------------------
 
 
-def sha(data: bytes) -> str:
-    """SHA-256 hex digest."""
-    return hashlib.sha256(data).hexdigest()
-
-
 def verify(backup: dict[Path, bytes]) -> list[str]:
     """Files whose bytes changed or that vanished; each is restored from ``backup``."""
     changed = []
