@@ -15,7 +15,7 @@ STALE ?=
 A ?= A1
 SUBMISSIONS ?= submissions/$(A)
 OUT ?= grades/$(A)
-# Extra arguments for tools/grade.py, e.g. make grade GRADE_ARGS="--jobs 2 --timeout 120"
+# Extra arguments for python -m tools.grade, e.g. make grade GRADE_ARGS="--jobs 2 --timeout 120"
 GRADE_ARGS ?=
 # Jupyter refuses to run as root unless told to (containers, Colab-like VMs).
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -28,7 +28,7 @@ help:
 	@echo "make install    create $(VENV) and install requirements.txt and the nst package"
 	@echo "make lab        open the lessons in JupyterLab"
 	@echo "make test       run the tests and re-execute every notebook (nbval)"
-	@echo "make lint       ruff on nst/, tests/ and tools/"
+	@echo "make lint       ruff check and ruff format --check on nst/, tests/ and tools/"
 	@echo "make notebooks  execute every notebook in place, time it, update README's table"
 	@echo "                (only some: make notebooks NOTEBOOKS=notebooks/01_....ipynb;"
 	@echo "                only those out of date with the code: make notebooks STALE=1)"
@@ -40,7 +40,7 @@ help:
 	@echo "make grade-corpus  grade crafted honest and hostile submissions of A1-A3, check each score"
 	@echo "make student-repo DEST=dir    the tree students clone: no solutions, no hidden tests"
 	@echo "make instructor-kit DEST=dir  the assignments' sources and hidden tests, for a private repo"
-	@echo "make bench      python -m nst.bench: classic recipe vs nst.stylize at 512 px (15-25 min on"
+	@echo "make bench      python -m tools.bench: classic recipe vs nst.stylize at 512 px (15-25 min on"
 	@echo "                2 CPU cores); writes data/bench/ (bench.csv, summary, figure, images)"
 	@echo "make heroes     the README's opening images: nst.stylize at 512 px on bundled pairs"
 	@echo "                (~10 min on 2 CPU cores); writes docs/heroes/ (an image and a JSON each)"
@@ -64,18 +64,19 @@ test: install
 
 lint: install
 	$(BIN)/ruff check nst tests tools
+	$(BIN)/ruff format --check nst tests tools
 
 notebooks: install
-	$(BIN)/python tools/run_notebooks.py $(if $(STALE),--stale) $(NOTEBOOKS)
+	$(BIN)/python -m tools.run_notebooks $(if $(STALE),--stale) $(NOTEBOOKS)
 
 colab: install
-	$(BIN)/python tools/colab_cells.py
+	$(BIN)/python -m tools.colab_cells
 
 release: install
-	$(BIN)/python tools/make_assignments.py
+	$(BIN)/python -m tools.make_assignments
 
 grade: install
-	$(BIN)/python tools/grade.py $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
+	$(BIN)/python -m tools.grade $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
 # Not part of `make test`: about 4 minutes on 2 CPU cores (the tiny corpus in `make test` covers every attack).
 grade-corpus: install
@@ -83,15 +84,15 @@ grade-corpus: install
 
 student-repo instructor-kit: install
 	@test -n "$(DEST)" || { echo "usage: make $@ DEST=path/to/new/folder"; exit 1; }
-	$(BIN)/python tools/course_kit.py $@ $(DEST)
+	$(BIN)/python -m tools.course_kit $@ $(DEST)
 
 # Not part of `make test`: 15-25 minutes on 2 CPU cores. Lesson 06, the README and docs/speed.md use its output.
 bench: install
-	$(BIN)/python -m nst.bench --out data/bench
+	$(BIN)/python -m tools.bench --out data/bench
 
 # Not part of `make test`: about 10 minutes on 2 CPU cores. The README shows its images.
 heroes: install
-	$(BIN)/python tools/heroes.py
+	$(BIN)/python -m tools.heroes
 
 # Not part of `make test`: the bench test skips unless NST_BENCH=1.
 bench-grading: install

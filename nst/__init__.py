@@ -6,7 +6,22 @@ Vocabulary used everywhere: ``content_img`` (the photo), ``style_img`` (the pain
 loss-and-gradient evaluation.
 """
 
-from nst import checks, color, data, errors, images, losses, metrics, optim, plot, recipe, vgg
+from importlib.metadata import PackageNotFoundError, version
+
+from nst import (
+    checks,
+    color,
+    data,
+    errors,
+    images,
+    losses,
+    metrics,
+    optim,
+    plot,
+    recipe,
+    speedups,
+    vgg,
+)
 from nst.errors import ImageError, NSTError
 from nst.images import load_image, save_image
 from nst.losses import content_loss, gram_matrix, make_loss_fn, style_loss, tv_loss
@@ -14,7 +29,11 @@ from nst.optim import optimize
 from nst.recipe import stylize
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, extract_features, load_vgg19
 
-__version__ = "0.1.0"
+try:  # the version pyproject.toml sets, as pip installed it
+    __version__ = version("nst")
+except PackageNotFoundError:  # a source tree on sys.path without `pip install -e .`
+    __version__ = "unknown"
+
 __all__ = [
     "CONTENT_LAYER",
     "STYLE_LAYERS",
@@ -38,6 +57,7 @@ __all__ = [
     "plot",
     "recipe",
     "save_image",
+    "speedups",
     "style_loss",
     "stylize",
     "tv_loss",

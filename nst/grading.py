@@ -1,4 +1,4 @@
-"""Hidden tests whose verdicts are computed outside the student's code (used by tools/grade.py).
+"""Hidden tests whose verdicts are computed outside the student's code (the grader: tools/grading/).
 
 A hidden test is split in two halves, defined once per exercise in the assignment's
 ``hidden_tests.py`` (beside its source notebook) as an :class:`Exercise`:
@@ -9,8 +9,9 @@ A hidden test is split in two halves, defined once per exercise in the assignmen
   inputs, computes the reference with ``nst`` and raises ``AssertionError`` (one sentence) if the
   arrays are wrong. ``hidden=False`` checks what the notebook's visible check checks.
 
-:func:`record` saves the outputs as ``.npz`` (never pickle); :func:`load_outputs` reads them back
-as data only. While the student's function runs, the ``nst`` functions it must write itself
+:func:`record` saves the outputs as ``.npz`` (never pickle); :func:`read_regular_file` reads a
+file a sandbox left (no symlink, no device, a size limit) and :func:`load_outputs` parses it as data
+only. While the student's function runs, the ``nst`` functions it must write itself
 (``Exercise.references``) raise, however they are reached: under another name, through a module
 alias, ``getattr``, ``importlib``, a second copy of the module, or their source run again.
 """
@@ -21,7 +22,9 @@ import functools
 import hashlib
 import hmac
 import importlib
+import io
 import os
+import stat
 import sys
 import zipfile
 from collections.abc import Callable, Iterator
@@ -92,10 +95,25 @@ def _qualname(code: Any) -> str:
     return getattr(code, "co_qualname", code.co_name)
 
 
+def _own_file(dotted: str) -> tuple[str, str]:
+    """The file of nst's that defines ``dotted`` (``nst.checks.x.f`` too) and the qualname in it.
+
+    The path comes from this file's folder, not from a module object, which the student's code
+    could have changed.
+    """
+    parts = dotted.split(".")[1:]  # without "nst"
+    package = Path(os.path.realpath(__file__)).parent
+    for i in range(len(parts) - 1, 0, -1):  # the longest module path first: nst/checks/x.py
+        module = package.joinpath(*parts[:i])
+        for path in (module.with_suffix(".py"), module / "__init__.py"):
+            if path.is_file():
+                return os.path.realpath(path), ".".join(parts[i:])
+    raise ValueError(f"no file of nst defines {dotted}")
+
+
 def _code_on_disk(dotted: str) -> Any:
-    """The code object of ``nst.<module>.<qualname>`` compiled afresh from nst's own file."""
-    module, _, qualname = dotted.removeprefix("nst.").partition(".")
-    path = os.path.realpath(Path(__file__).with_name(f"{module}.py"))
+    """The code object of ``dotted`` (an nst function or method) compiled afresh from its file."""
+    path, qualname = _own_file(dotted)
     todo = [compile(Path(path).read_text(encoding="utf-8"), path, "exec")]
     while todo:
         code = todo.pop()
@@ -105,11 +123,64 @@ def _code_on_disk(dotted: str) -> Any:
     raise ValueError(f"no {qualname} in {path}")
 
 
+def _live_function(dotted: str) -> Any:
+    """The function object ``dotted`` names now (a method's underlying function)."""
+    owner, attr = _resolve(dotted)
+    func = getattr(owner, attr)
+    return getattr(func, "__func__", func)
+
+
+def _reference_code(dotted: str) -> Any:
+    """The code to recognise for ``dotted``: compiled from its file, not taken from memory."""
+    try:
+        return _code_on_disk(dotted)
+    except ValueError:  # a method before Python 3.11 (no co_qualname): the live code
+        return _live_function(dotted).__code__
+
+
 class ReferenceCalled(AssertionError):
     """The student's function ran one of nst's reference functions."""
 
 
 RAISE = "__import__('nst.grading', fromlist=['_']).ReferenceCalled"  # from any module's code
+
+
+def _message(dotted: str, student: str) -> str:
+    """The sentence a blocked call raises with."""
+    return f"{student} calls nst's {dotted.removeprefix('nst.')}: write it yourself."
+
+
+def _tracer(codes: dict[str, Any], student: str) -> Callable[..., None]:
+    """A trace function that stops any frame running one of ``codes``, under any file or copy."""
+    signatures = {_signature(c): dotted for dotted, c in codes.items()}
+    places = {(c.co_filename, _qualname(c)): dotted for dotted, c in codes.items()}
+    realpath = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def tracer(frame: Any, event: str, arg: Any) -> None:
+        code = frame.f_code
+        hit = signatures.get(_signature(code))
+        if hit is None:  # the same source compiled again may differ in its constants' repr
+            hit = places.get((realpath(code.co_filename), _qualname(code)))
+        if hit is not None:
+            raise ReferenceCalled(_message(hit, student))
+
+    return tracer
+
+
+@contextmanager
+def _raising_code(names: tuple[str, ...], student: str) -> Iterator[None]:
+    """While inside, the function objects ``names`` have a ``__code__`` that raises."""
+    funcs = {dotted: _live_function(dotted) for dotted in names}
+    codes = {dotted: func.__code__ for dotted, func in funcs.items()}
+    try:
+        for dotted, func in funcs.items():
+            namespace: dict[str, Any] = {}  # the code runs in nst's module: builtins only
+            exec(f"def f(*a, **k):\n    raise {RAISE}({_message(dotted, student)!r})", namespace)
+            func.__code__ = namespace["f"].__code__  # every alias of the function sees this
+        yield
+    finally:
+        for dotted, func in funcs.items():
+            func.__code__ = codes[dotted]
 
 
 @contextmanager
@@ -119,51 +190,18 @@ def references_blocked(names: tuple[str, ...], student: str) -> Iterator[None]:
     The function objects get a raising ``__code__`` (every alias sees it), and a trace function
     stops any frame running their code: a second copy of the module, or their source run again.
     """
-    disk = {}
-    for dotted in names:  # compiled from nst's files, not taken from what sys.modules holds
-        try:
-            disk[dotted] = _code_on_disk(dotted)
-        except ValueError:  # a method before Python 3.11 (no co_qualname): the live code
-            owner, attr = _resolve(dotted)
-            disk[dotted] = getattr(getattr(owner, attr), "__func__", getattr(owner, attr)).__code__
-    signatures = {_signature(c): dotted for dotted, c in disk.items()}
-    places = {(c.co_filename, _qualname(c)): dotted for dotted, c in disk.items()}
-
-    def message(dotted: str) -> str:
-        return f"{student} calls nst's {dotted.removeprefix('nst.')}: write it yourself."
-
-    realpath = functools.lru_cache(maxsize=None)(os.path.realpath)
-
-    def tracer(frame: Any, event: str, arg: Any) -> None:
-        code = frame.f_code
-        hit = signatures.get(_signature(code))
-        if hit is None:
-            hit = places.get((realpath(code.co_filename), _qualname(code)))
-        if hit is not None:
-            raise ReferenceCalled(message(hit))
-
-    funcs, codes = {}, {}
-    for dotted in names:
-        owner, attr = _resolve(dotted)
-        func = getattr(owner, attr)
-        funcs[dotted] = getattr(func, "__func__", func)  # a method's function
-        codes[dotted] = funcs[dotted].__code__
+    tracer = _tracer({dotted: _reference_code(dotted) for dotted in names}, student)
     previous = sys.gettrace()
-    try:
-        for dotted, func in funcs.items():
-            namespace: dict[str, Any] = {}  # the code runs in nst's module: builtins only
-            exec(f"def f(*a, **k):\n    raise {RAISE}({message(dotted)!r})", namespace)
-            func.__code__ = namespace["f"].__code__  # every alias of the function sees this
-        sys.settrace(tracer)
-        yield
-        if sys.gettrace() is not tracer:
-            raise ReferenceCalled(
-                f"{student} switched off the hidden test's checks (sys.settrace)."
-            )
-    finally:
-        sys.settrace(previous)
-        for dotted, func in funcs.items():
-            func.__code__ = codes[dotted]
+    with _raising_code(names, student):
+        try:
+            sys.settrace(tracer)
+            yield
+            if sys.gettrace() is not tracer:
+                raise ReferenceCalled(
+                    f"{student} switched off the hidden test's checks (sys.settrace)."
+                )
+        finally:
+            sys.settrace(previous)
 
 
 def outputs_of(exercise: Exercise, name: str, fn: Callable[..., Any], seed: int) -> dict[str, Any]:
@@ -201,21 +239,33 @@ def record(
 # --- the grader's side ---------------------------------------------------------------------
 
 
-def load_outputs(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """An .npz written in a sandbox, read as data only: {part: {key: array}}; ValueError if bad."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a symlink planted in the sandbox: refused
+def read_regular_file(path: Path | str, limit: int) -> bytes:
+    """A file a sandbox wrote, refused unless it is a regular file of at most ``limit`` bytes.
+
+    OSError for a symlink (never followed: it could point at any file of the grader's) or a
+    missing file, ValueError for anything else that is not a regular file, or a larger one.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO must not block us
     with os.fdopen(fd, "rb") as f:
-        if not os.path.isfile(f"/proc/self/fd/{fd}") or os.fstat(fd).st_size > MAX_OUTPUT_BYTES:
-            raise ValueError("not a regular file of at most 64 MB")
-        try:
-            with zipfile.ZipFile(f) as archive:  # a zip bomb would unpack here, in the grader
-                if sum(i.file_size for i in archive.infolist()) > 4 * MAX_OUTPUT_BYTES:
-                    raise ValueError("its arrays would take more than 256 MB")
-            f.seek(0)
-            with np.load(f, allow_pickle=False) as data:
-                flat = {key: data[key] for key in data.files}
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
-            raise ValueError(f"not an .npz file ({err})") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            raise ValueError(f"not a regular file of at most {limit / 2**20:g} MB")
+        data = f.read(limit + 1)
+    if len(data) > limit:  # it grew after fstat
+        raise ValueError(f"not a regular file of at most {limit / 2**20:g} MB")
+    return data
+
+
+def load_outputs(data: bytes) -> dict[str, dict[str, np.ndarray]]:
+    """An .npz's bytes read as data only (no pickle): {part: {key: array}}; else ValueError."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:  # a zip bomb would unpack in the grader
+            if sum(i.file_size for i in archive.infolist()) > 4 * MAX_OUTPUT_BYTES:
+                raise ValueError("its arrays would take more than 256 MB")
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            flat = {key: arrays[key] for key in arrays.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise ValueError(f"not an .npz file ({err})") from None
     parts: dict[str, dict[str, np.ndarray]] = {}
     for key, value in flat.items():
         part, _, rest = key.partition(".")

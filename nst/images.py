@@ -8,10 +8,12 @@ names the file and says what to do.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from numbers import Integral
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -70,8 +72,23 @@ def _load_path(src: str | os.PathLike[str], max_pixels: int) -> torch.Tensor:
         raise ImageError(
             f"Cannot load {name}: the file is empty (0 bytes); download or copy it again."
         )
+    with _open(path, name) as opened:
+        return _decode(opened, name, max_pixels)
+
+
+def load_image_bytes(file_bytes: bytes, name: str, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Decode an image file's bytes (an upload) to (1, 3, H, W); ``name`` is what errors call it."""
+    label = f"'{name}'"
+    if not file_bytes:
+        raise ImageError(f"Cannot load {label}: the file is empty (0 bytes); choose another file.")
+    with _open(io.BytesIO(file_bytes), label) as opened:
+        return _decode(opened, label, max_pixels)
+
+
+def _open(src: Path | BinaryIO, name: str) -> Image.Image:
+    """Open an image file, reading only its header; ImageError with one sentence if it cannot."""
     try:
-        opened = Image.open(path)  # reads only the header; pixels are decoded later
+        return Image.open(src)  # pixels are decoded later, in _decode, after the size check
     except UnidentifiedImageError:
         raise ImageError(
             f"Cannot load {name}: it is not an image Pillow can read; use a .jpg or .png file."
@@ -90,8 +107,10 @@ def _load_path(src: str | os.PathLike[str], max_pixels: int) -> torch.Tensor:
         raise ImageError(
             f"Cannot load {name}: the file cannot be read ({err}); copy it again."
         ) from None
-    with opened:
-        return _decode(opened, name, max_pixels)
+    except (EOFError, SyntaxError, ValueError, struct.error):  # a decoder on a damaged header
+        raise ImageError(
+            f"Cannot load {name}: the file is damaged; download or copy it again."
+        ) from None
 
 
 def _decode(img: Image.Image, name: str, max_pixels: int) -> torch.Tensor:

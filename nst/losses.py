@@ -13,7 +13,7 @@ map and Gram matrix:
 Every term is relative to its target, so it is 0 for a perfect match and around 1 for an image that
 shares nothing with it (noise scores 1 to 3, depending on the layer), and each style layer counts
 about equally, whatever the size of its Gram entries. Like the published conventions, the losses
-do not grow with the image size. How they relate to others (lesson 02 converts the weights):
+do not grow with the image size. How they relate to others (the Gram lesson converts weights):
 Gatys et al. write E_l = Σ(G_raw - A_raw)² / (4 C² M²) with G_raw = F Fᵀ, so ours per layer is
 4·E_l / mean(A²); the PyTorch tutorial divides the Gram by C*M and takes the plain MSE, so ours is
 its per-layer loss divided by the mean square of its target Gram.
@@ -24,19 +24,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
-from torch.autograd.function import FunctionCtx
 
 from nst.errors import NSTError
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, extract_features
 
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
+# One layer's style loss: the result's features (B,C,H,W) and the layer's target -> a scalar.
+LayerLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _check_features(feats: torch.Tensor, name: str) -> None:
+def _check_features(feats: torch.Tensor, name: str, what: str = "a feature map") -> None:
     """Raise NSTError unless ``feats`` is a 4-D tensor (B,C,H,W)."""
     if not isinstance(feats, torch.Tensor) or feats.dim() != 4:
         shape = tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__
-        raise NSTError(f"{name} must be a feature map of shape (B, C, H, W), got {shape}.")
+        raise NSTError(f"{name} must be {what} of shape (B, C, H, W), got {shape}.")
 
 
 def gram_matrix(feats: torch.Tensor) -> torch.Tensor:
@@ -47,89 +48,90 @@ def gram_matrix(feats: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (h * w)  # (B,C,M) @ (B,M,C) -> (B,C,C)
 
 
-def content_loss(gen_feats: torch.Tensor, content_feats: torch.Tensor) -> torch.Tensor:
-    """Relative squared error mean((F - P)²) / mean(P²) of two (B,C,H,W) feature maps -> scalar."""
+def relative_squared_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """mean((x - target)²) / mean(target²) of two tensors of one shape -> scalar: 0 is a match."""
+    return ((x - target) ** 2).mean() / (target**2).mean().clamp_min(1e-12)  # no 0/0 for a 0 target
+
+
+def relative_error(x: torch.Tensor, target: torch.Tensor) -> float:
+    """‖x - target‖ / ‖target‖ as a number: the square root of ``relative_squared_error``."""
+    return float(relative_squared_error(x.detach().float(), target.detach().float()).sqrt())
+
+
+def _check_same_shape(gen_feats: torch.Tensor, content_feats: torch.Tensor) -> None:
+    """Raise NSTError unless the two feature maps have one shape (B,C,H,W)."""
     _check_features(gen_feats, "gen_feats")
     if gen_feats.shape != content_feats.shape:
         raise NSTError(
             f"content_loss needs feature maps of one shape, got {tuple(gen_feats.shape)} and "
             f"{tuple(content_feats.shape)}; give gen_img the content image's size."
         )
-    return ((gen_feats - content_feats) ** 2).mean() / (content_feats**2).mean().clamp_min(1e-12)
 
 
-class StyleLayerLoss(torch.autograd.Function):
-    """One layer's style loss mean((G - A)²) / mean(A²), as in ``style_loss``, gradient by hand.
+def content_loss(gen_feats: torch.Tensor, content_feats: torch.Tensor) -> torch.Tensor:
+    """Relative squared error mean((F - P)²) / mean(P²) of two (B,C,H,W) feature maps -> scalar."""
+    _check_same_shape(gen_feats, content_feats)
+    return relative_squared_error(gen_feats, content_feats)
 
-    Lesson 05's last speed-up. Autograd's own gradient of G = F Fᵀ / M keeps an fp32 copy of the
-    features (under autocast they are bf16/fp16) and adds two (C,M) products, one of them
-    transposed, which is slow on CPUs. By hand, since G - A is symmetric:
-    dL/dF = 4 (G - A) F / (C² M mean(A²)): one product, from the features as they are.
-    """
 
-    @staticmethod
-    def forward(ctx: FunctionCtx, feats: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(B,C,H,W) features of any float dtype, (B,C,C) target -> scalar, in fp32 or wider."""
-        wide = feats.to(torch.promote_types(feats.dtype, torch.float32))  # bf16/fp16 -> fp32
-        diff = gram_matrix(wide) - target  # (B,C,C); ``wide`` is freed on return, not kept
-        scale = 1.0 / (target**2).mean().clamp_min(1e-12)
-        ctx.save_for_backward(feats, diff, scale)
-        return (diff**2).mean() * scale
+def gram_loss(gen_feats: torch.Tensor, style_gram: torch.Tensor) -> torch.Tensor:
+    """One layer's style loss mean((G - A)²) / mean(A²): (B,C,H,W) features, (B,C,C) target."""
+    # .float(): under autocast the features arrive in bf16/fp16; the loss is computed in fp32
+    return relative_squared_error(gram_matrix(gen_feats.float()), style_gram)
 
-    @staticmethod
-    def backward(ctx: FunctionCtx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
-        """dL/dF (B,C,H,W) in the features' dtype; none for the target (a constant)."""
-        feats, diff, scale = ctx.saved_tensors
-        b, c, h, w = feats.shape
-        # fp16's small range could overflow in this product: compute it in fp32 there
-        dtype = torch.float32 if feats.dtype == torch.float16 else feats.dtype
-        d_gram = diff * (4 * grad_out * scale / (diff.numel() * h * w))  # (B,C,C), symmetric
-        flat = feats.reshape(b, c, h * w).to(dtype)  # (B,C,M)
-        return (d_gram.to(dtype) @ flat).to(feats.dtype).reshape(feats.shape), None
+
+def layer_weights_for(
+    style_layers: Sequence[str], layer_weights: Mapping[str, float] | None
+) -> dict[str, float]:
+    """{layer: w_l} for ``style_layers``: 1/L each by default, else as given (0 if left out)."""
+    if not style_layers:
+        raise NSTError("The style loss needs at least one style layer.")
+    if layer_weights is None:
+        return {layer: 1.0 / len(style_layers) for layer in style_layers}
+    unknown = set(layer_weights) - set(style_layers)
+    if unknown:
+        raise NSTError(
+            f"layer_weights names {sorted(unknown)}, not in style_layers {list(style_layers)}."
+        )
+    return {layer: float(layer_weights.get(layer, 0.0)) for layer in style_layers}
 
 
 def style_loss(
     gen_feats: Mapping[str, torch.Tensor],
     style_grams: Mapping[str, torch.Tensor],
     layer_weights: Mapping[str, float] | None = None,
-    hand_gradient: bool = False,
+    layer_loss: LayerLoss = gram_loss,
 ) -> torch.Tensor:
     """Σ_l w_l · mean((G_l - A_l)²) / mean(A_l²) over the layers l of ``style_grams`` -> scalar.
 
     ``gen_feats``: {layer: (B,C,H,W)}; ``style_grams``: {layer: (B,C,C)} targets; ``layer_weights``:
     {layer: w_l}, default 1/L for each of the L layers (a layer it leaves out gets weight 0);
-    ``hand_gradient``: the same value through ``StyleLayerLoss`` (lesson 05), a faster gradient.
+    ``layer_loss``: how one layer is compared, ``gram_loss`` unless another is swapped in.
     """
-    if not style_grams:
-        raise NSTError("style_loss needs at least one style layer.")
-    if layer_weights is None:
-        layer_weights = {layer: 1.0 / len(style_grams) for layer in style_grams}
-    unknown = set(layer_weights) - set(style_grams)
-    if unknown:
-        raise NSTError(f"layer_weights names {sorted(unknown)}, which are not style layers.")
-    loss = torch.zeros((), device=next(iter(style_grams.values())).device)
-    for layer, target in style_grams.items():
-        if hand_gradient:
-            relative = StyleLayerLoss.apply(gen_feats[layer], target)
-        else:
-            gram = gram_matrix(gen_feats[layer])  # (B,C,C), like target
-            relative = ((gram - target) ** 2).mean() / (target**2).mean().clamp_min(1e-12)
-        loss = loss + layer_weights.get(layer, 0.0) * relative
-    return loss
+    weights = layer_weights_for(list(style_grams), layer_weights)
+    losses = [w * layer_loss(gen_feats[layer], style_grams[layer]) for layer, w in weights.items()]
+    return torch.stack(losses).sum()
 
 
 def tv_loss(img: torch.Tensor) -> torch.Tensor:
-    """Total variation of (B,3,H,W) images: mean squared neighbour difference -> scalar."""
-    _check_features(img, "img")
+    """Total variation of (B,3,H,W) images: mean squared vertical + horizontal differences."""
+    _check_features(img, "img", "an image batch")
     dy = img[:, :, 1:, :] - img[:, :, :-1, :]  # (B,3,H-1,W) vertical neighbours
     dx = img[:, :, :, 1:] - img[:, :, :, :-1]  # (B,3,H,W-1) horizontal neighbours
-    # An image one pixel high (or wide) has no vertical (horizontal) neighbours: that term is 0.
-    return sum(((d**2).mean() for d in (dy, dx) if d.numel()), img.new_zeros(()))
+    return _mean_square(dy) + _mean_square(dx)
 
 
-def relative_error(gen_feats: torch.Tensor, target_feats: torch.Tensor) -> float:
-    """‖gen - target‖ / ‖target‖ for two tensors of one shape: 0 is a perfect match."""
-    return float((gen_feats - target_feats).norm() / target_feats.norm().clamp_min(1e-12))
+def _mean_square(diffs: torch.Tensor) -> torch.Tensor:
+    """mean(d²), or 0 for an image one pixel high or wide, which has no such neighbours."""
+    return (diffs**2).mean() if diffs.numel() else diffs.new_zeros(())
+
+
+def style_list(style_img: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """One painting (1,3,H,W) or several -> a list of them; an empty list gets one sentence."""
+    styles = [style_img] if isinstance(style_img, torch.Tensor) else list(style_img)
+    if not styles:
+        raise NSTError("Give at least one style image.")
+    return styles
 
 
 def style_targets(
@@ -137,14 +139,16 @@ def style_targets(
     style_img: torch.Tensor | Sequence[torch.Tensor],
     style_layers: Sequence[str] = STYLE_LAYERS,
     style_blend: Sequence[float] | None = None,
+    summary: Callable[[torch.Tensor], torch.Tensor] = gram_matrix,
 ) -> dict[str, torch.Tensor]:
     """Target Gram matrices {layer: (1,C,C)} of one painting, or the blend Σ_k w_k·A_k of several.
 
     ``style_blend``: one weight per painting (default equal); they are scaled to sum to 1.
+    ``summary``: what is taken of each layer's features, the Gram matrix unless swapped.
     """
-    styles = [style_img] if isinstance(style_img, torch.Tensor) else list(style_img)
-    if not styles:
-        raise NSTError("Give at least one style image.")
+    if not style_layers:  # no style term: nothing to compute
+        return {}
+    styles = style_list(style_img)
     blend = [1.0] * len(styles) if style_blend is None else [float(w) for w in style_blend]
     if len(blend) != len(styles) or min(blend) < 0 or sum(blend) <= 0:
         raise NSTError(
@@ -155,8 +159,8 @@ def style_targets(
     with torch.no_grad():  # targets are constants: no graph needed
         for img, w in zip(styles, blend):
             for layer, f in extract_features(model, img, list(style_layers)).items():
-                gram = gram_matrix(f.float()) * (w / sum(blend))  # (1,C,C)
-                targets[layer] = targets[layer] + gram if layer in targets else gram
+                target = summary(f.float()) * (w / sum(blend))  # a Gram: (1,C,C)
+                targets[layer] = targets[layer] + target if layer in targets else target
     return targets
 
 
@@ -173,51 +177,56 @@ def make_loss_fn(
     layer_weights: Mapping[str, float] | None = None,
     style_blend: Sequence[float] | None = None,
     autocast_dtype: torch.dtype | None = None,
-    hand_gradient: bool = False,
+    style_layer_loss: LayerLoss = gram_loss,
+    style_summary: Callable[[torch.Tensor], torch.Tensor] = gram_matrix,
 ) -> LossFn:
     """A function gen_img (1,3,H,W) -> {"total", "content", "style", "tv"}, targets computed once.
 
     total = content_weight·content + style_weight·style + tv_weight·tv. Leave out ``content_img``
     (or ``style_img``) to reconstruct only style (or only content), as in Gatys et al.'s Fig. 1.
     ``style_img`` may be a list of paintings mixed by ``style_blend`` (see ``style_targets``).
-    ``autocast_dtype`` (e.g. torch.bfloat16) runs the network in lower precision (lesson 05);
-    the losses themselves are always computed in fp32. ``hand_gradient``: the style loss through
-    ``StyleLayerLoss`` (lesson 05): the same values, a faster gradient, and no fp32 copies kept.
+    ``autocast_dtype`` (e.g. torch.bfloat16) runs the network in lower precision; the losses are
+    computed in fp32. ``style_layer_loss(gen_feats, target)`` compares one layer with the target
+    that ``style_summary`` takes of the painting's features (default: ``gram_loss``, Grams).
     """
     if content_img is None and style_img is None:
         raise NSTError("make_loss_fn needs a content_img, a style_img, or both.")
-    style_layers = list(style_layers) if style_img is not None else []
-    content_layers = [content_layer] if content_img is not None else []
-    if layer_weights is not None and set(layer_weights) - set(style_layers):
-        raise NSTError(f"layer_weights names layers not in style_layers {style_layers}.")
-    if layer_weights is not None:  # a layer with weight 0 costs time and changes nothing
-        style_layers = [layer for layer in style_layers if layer_weights.get(layer, 0.0)]
-        layer_weights = {layer: layer_weights[layer] for layer in style_layers}
-    with torch.no_grad():  # targets are constants: no graph needed
-        content_target = (
-            extract_features(model, content_img, content_layers)[content_layer]
-            if content_layers
-            else None
-        )
-    style_grams = (
-        style_targets(model, style_img, style_layers, style_blend)
-        if style_img is not None and style_layers
-        else {}
-    )
-
+    weights = _nonzero_weights(style_img, style_layers, layer_weights)
+    style_grams = style_targets(model, style_img, list(weights), style_blend, style_summary)
+    content_target = _content_target(model, content_img, content_layer)
+    has_content = content_target is not None
+    layers = [content_layer] * has_content + list(style_grams)
     device = next(model.parameters()).device
 
     def loss_fn(gen_img: torch.Tensor) -> dict[str, torch.Tensor]:
         gen_img = gen_img.to(device)  # differentiable: gradients flow back to the caller's tensor
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            feats = extract_features(model, gen_img, content_layers + list(style_grams))
-        if not hand_gradient:  # StyleLayerLoss casts each layer to fp32 itself, and keeps no copy
-            feats = {k: v.float() for k, v in feats.items()}  # the losses in fp32, always
+            feats = extract_features(model, gen_img, layers)
         zero = torch.zeros((), device=device)
-        c = content_loss(feats[content_layer].float(), content_target) if content_layers else zero
-        s = style_loss(feats, style_grams, layer_weights, hand_gradient) if style_grams else zero
+        c = content_loss(feats[content_layer].float(), content_target) if has_content else zero
+        s = style_loss(feats, style_grams, weights, style_layer_loss) if style_grams else zero
         t = tv_loss(gen_img) if tv_weight else zero
         total = content_weight * c + style_weight * s + tv_weight * t
         return {"total": total, "content": c, "style": s, "tv": t}
 
     return loss_fn
+
+
+def _nonzero_weights(
+    style_img: object, style_layers: Sequence[str], layer_weights: Mapping[str, float] | None
+) -> dict[str, float]:
+    """The style layers' weights, without those of weight 0 (they cost time and change nothing)."""
+    if style_img is None:
+        return {}
+    weights = layer_weights_for(style_layers, layer_weights)
+    return {layer: w for layer, w in weights.items() if w}
+
+
+def _content_target(
+    model: VGG19Features, content_img: torch.Tensor | None, content_layer: str
+) -> torch.Tensor | None:
+    """The photo's features (1,C,H,W) at ``content_layer``, or None without a photo."""
+    if content_img is None:
+        return None
+    with torch.no_grad():  # a constant: no graph needed
+        return extract_features(model, content_img, [content_layer])[content_layer].float()

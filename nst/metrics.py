@@ -2,7 +2,8 @@
 
 A loss is what one run minimises; a *distance* is how every run is judged, whatever its weights,
 optimiser, precision or sizes. All are relative errors (0 = a perfect match, 1 = as far away as an
-all-zero answer), computed in fp32 with the frozen Oxford VGG19 at the result's own size:
+all-zero answer), computed in fp32 with the frozen Oxford VGG19 at the photo's size (a result of
+another size, such as a snapshot from a coarse-to-fine run's smaller sizes, is resized to it):
 
 - ``content_distance``: ‖F - P‖ / ‖P‖ at relu4_2 (F: the result's features, P: the photo's).
 - ``style_distances``: per layer ‖G - A‖ / ‖A‖ between Gram matrices (G: the result's, A: the
@@ -19,6 +20,7 @@ scale of the painting's brush strokes in pixels.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 
 from nst.errors import NSTError
 from nst.images import check_image
-from nst.losses import gram_matrix, relative_error
+from nst.losses import LossFn, gram_matrix, relative_error
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, extract_features
 
 
@@ -132,20 +134,26 @@ def _ssim(img_a: torch.Tensor, img_b: torch.Tensor, window: int, sigma: float) -
     return float(ssim_map.mean())
 
 
-Targets = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (relu4_2 features, {layer: Gram})
+PhotoAndPainting = tuple[torch.Tensor, dict[str, torch.Tensor]]  # (relu4_2 features, {layer: Gram})
 
 
-def _targets(content_img: torch.Tensor, style_img: torch.Tensor, model: VGG19Features) -> Targets:
+def _photo_and_painting(
+    content_img: torch.Tensor, style_img: torch.Tensor, model: VGG19Features
+) -> PhotoAndPainting:
     """The photo's relu4_2 features (1,C,H,W) and the painting's Gram matrices {layer: (1,C,C)}."""
     content = _fp32_features(model, content_img, [CONTENT_LAYER])[CONTENT_LAYER]
     return content, _fp32_grams(model, style_img, STYLE_LAYERS)
 
 
-def _measure(
-    gen_img: torch.Tensor, content_img: torch.Tensor, targets: Targets, model: VGG19Features
+def _distances_to(
+    gen_img: torch.Tensor,
+    content_img: torch.Tensor,
+    targets: PhotoAndPainting,
+    model: VGG19Features,
 ) -> dict[str, float]:
     """``evaluate``'s numbers from one forward pass of ``gen_img``, against ready targets."""
     content_target, style_grams = targets
+    gen_img = _at_size_of(gen_img, content_img)  # (1,3,H,W) like the photo
     feats = _fp32_features(model, gen_img, [CONTENT_LAYER, *STYLE_LAYERS])
     with _fp32(gen_img):
         per_layer = {k: relative_error(gram_matrix(feats[k]), a) for k, a in style_grams.items()}
@@ -166,14 +174,19 @@ def evaluate(
 ) -> dict[str, float]:
     """{"content", "style", "ssim", and "style_<layer>" per layer} for a (1,3,H,W) result.
 
-    A ``content_img`` of another size is first resized to the result's (as for a snapshot taken
-    at a smaller size in a coarse-to-fine run).
+    A result of another size than ``content_img`` is first resized to the photo's size.
     """
-    if content_img.shape != gen_img.shape:
-        content_img = F.interpolate(
-            content_img, size=gen_img.shape[-2:], mode="bilinear", antialias=True
-        ).clamp(0, 1)  # (1,3,H,W) like gen_img
-    return _measure(gen_img, content_img, _targets(content_img, style_img, model), model)
+    return _distances_to(
+        gen_img, content_img, _photo_and_painting(content_img, style_img, model), model
+    )
+
+
+def _at_size_of(img: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``img`` (1,3,h,w) resized to ``reference``'s (1,3,H,W) size, if it differs."""
+    if img.shape[-2:] == reference.shape[-2:]:
+        return img
+    resized = F.interpolate(img, size=reference.shape[-2:], mode="bilinear", antialias=True)
+    return resized.clamp(0, 1)  # (1,3,H,W)
 
 
 class Snapshots:
@@ -200,13 +213,36 @@ class Snapshots:
     def distance_history(
         self, content_img: torch.Tensor, style_img: torch.Tensor, model: VGG19Features
     ) -> list[dict[str, float]]:
-        """One row per snapshot: step, seconds and ``evaluate``'s distances at the photo's size."""
+        """One row per snapshot: step, seconds, size and ``evaluate``'s distances."""
         rows = []
-        targets = _targets(content_img, style_img, model)  # once, not once per snapshot
+        targets = _photo_and_painting(content_img, style_img, model)  # once, not once per snapshot
         for row, img8 in self.items:
             img = img8.to(content_img.device).float() / 255  # (1,3,h,w) in [0, 1]
-            if img.shape != content_img.shape:  # a smaller size of a coarse-to-fine run
-                img = F.interpolate(img, size=content_img.shape[-2:], mode="bilinear").clamp(0, 1)
             keep = {k: row[k] for k in ("step", "seconds", "size") if k in row}
-            rows.append({**keep, **_measure(img, content_img, targets, model)})
+            rows.append({**keep, **_distances_to(img, content_img, targets, model)})
         return rows
+
+
+def seconds_per_step(loss_fn: LossFn, img: torch.Tensor, repeats: int = 3) -> float:
+    """Mean seconds of one loss-and-gradient evaluation of ``loss_fn`` at ``img`` (1,3,H,W)."""
+    x = img.detach().clone().requires_grad_(True)
+    loss_fn(x)["total"].backward()  # a warm-up call: the first one allocates memory
+    start = time.perf_counter()
+    for _ in range(repeats):
+        x.grad = None
+        loss_fn(x)["total"].backward()
+    return (time.perf_counter() - start) / repeats
+
+
+def first_match(rows: list[dict], target: dict) -> float | None:
+    """Seconds of the first row at least as good as ``target`` on both distances, or None."""
+    for row in rows:
+        if row["content"] <= target["content"] and row["style"] <= target["style"]:
+            return row["seconds"]
+    return None
+
+
+def row_at(rows: list[dict], seconds: float) -> dict:
+    """The last of ``rows`` (sorted by time) recorded at or before ``seconds``, else the first."""
+    earlier = [row for row in rows if row["seconds"] <= seconds]
+    return max(earlier, key=lambda row: row["seconds"]) if earlier else rows[0]

@@ -14,6 +14,7 @@ update, outside any closure; the returned image is clamped once at the end.
 
 from __future__ import annotations
 
+import enum
 import time
 import warnings
 from collections.abc import Callable
@@ -29,8 +30,26 @@ Callback = Callable[[dict[str, float], torch.Tensor], "bool | None"]
 DEFAULT_LR = {"lbfgs": 1.0, "adam": 0.05}
 
 
-class _Stop(Exception):
-    """Raised inside the closure to end the run: budget spent or a non-finite loss."""
+class StopReason(enum.Enum):
+    """Why a run ended before ``optimizer.step`` returned by itself."""
+
+    BUDGET = "the step budget is spent"
+    ASKED = "the callback asked to stop"
+    NOT_FINITE = "the loss or its gradient is not finite"
+
+
+class Stop(Exception):
+    """Raised inside the closure to end the run, with a typed reason and a sentence."""
+
+    def __init__(self, reason: StopReason, detail: str = "") -> None:
+        super().__init__(detail or reason.value)
+        self.reason = reason
+
+
+def check_steps(steps: int, least: int = 1, why: str = "") -> None:
+    """Raise NSTError unless ``steps`` is a whole number of at least ``least``, saying ``why``."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < least:
+        raise NSTError(f"steps must be a whole number of at least {least}{why}, not {steps!r}.")
 
 
 def make_optimizer(
@@ -58,6 +77,50 @@ def make_optimizer(
     )
 
 
+def make_closure(
+    optimizer: torch.optim.Optimizer,
+    gen_img: torch.Tensor,
+    loss_fn: LossFn,
+    history: list[dict[str, float]],
+    *,
+    steps: int | None = None,
+    range_weight: float = 1e3,
+    on_step: Callback | None = None,
+) -> Callable[[], torch.Tensor]:
+    """The closure ``optimizer.step`` calls: one loss-and-gradient evaluation, one history row."""
+    start = time.perf_counter()
+
+    def closure() -> torch.Tensor:
+        step = len(history) + 1
+        if steps is not None and step > steps:
+            raise Stop(StopReason.BUDGET)  # L-BFGS would go on evaluating inside one step
+        optimizer.zero_grad()
+        terms = loss_fn(gen_img)  # {"total", "content", "style", "tv"}
+        out_of_range = ((gen_img - gen_img.clamp(0.0, 1.0)) ** 2).mean()  # 0 inside [0, 1]
+        objective = terms["total"] + range_weight * out_of_range
+        objective.backward()
+        _stop_if_not_finite(objective, gen_img.grad, step)
+        row = {"step": step, "seconds": time.perf_counter() - start}
+        row.update({name: float(value.detach()) for name, value in terms.items()})
+        row["range"] = float(out_of_range.detach())  # reported apart: not part of "total"
+        history.append(row)
+        if on_step is not None and on_step(row, gen_img.detach()):
+            raise Stop(StopReason.ASKED)
+        return objective
+
+    return closure
+
+
+def _stop_if_not_finite(objective: torch.Tensor, grad: torch.Tensor | None, step: int) -> None:
+    """Raise Stop(NOT_FINITE) with the step's number if the loss or its gradient is inf or NaN."""
+    if not torch.isfinite(objective):
+        raise Stop(
+            StopReason.NOT_FINITE, f"the loss became {float(objective.detach())} at step {step}"
+        )
+    if grad is not None and not torch.isfinite(grad).all():
+        raise Stop(StopReason.NOT_FINITE, f"the gradient became non-finite at step {step}")
+
+
 def optimize(
     gen_img: torch.Tensor,
     loss_fn: LossFn,
@@ -74,59 +137,53 @@ def optimize(
     """Minimise ``loss_fn`` over the pixels of ``gen_img`` (1,3,H,W) for ``steps`` evaluations.
 
     Returns the image (1,3,H,W) in [0, 1] whose losses the last history row reports, and the
-    history: one dict per evaluation with step, seconds, the losses of ``loss_fn`` (total, content,
-    style, tv) and range, the out-of-range penalty (not part of total).
-    ``callback(row, img)`` runs after every evaluation; ``img`` is the live tensor, so
-    ``img.clone()`` it to keep a snapshot; if it returns True the run stops there (a Stop button
-    does this). A non-finite loss or gradient stops the
-    run with a warning and returns the last good image; the original ``gen_img`` is never changed.
+    history: one dict per evaluation with step, seconds, the losses of ``loss_fn`` (total,
+    content, style, tv) and range, the out-of-range penalty (not part of total).
+    ``callback(row, img)`` runs after every evaluation (``img`` is live: clone it to keep it);
+    returning True stops the run there. A non-finite loss or gradient stops the run with a
+    warning and returns the last good image; the original ``gen_img`` is never changed.
     """
     check_image(gen_img, "gen_img")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise NSTError(f"steps must be a positive whole number, not {steps!r}.")
-    img = gen_img.detach().clone().requires_grad_(True)  # the tensor we optimise
+    check_steps(steps)
+    img = gen_img.detach().clone().requires_grad_(True)
     opt = make_optimizer(img, optimizer, lr, line_search, history_size)
-    last_good = img.detach().clone()
-    history: list[dict[str, float]] = []
+    last_good = img.detach().clone()  # the image the last history row describes
     bar = Progress(steps, optimizer, enabled=progress)  # one line: steps, seconds, loss
-    start = time.perf_counter()
-
-    def closure() -> torch.Tensor:
-        if len(history) >= steps:
-            raise _Stop("budget")
-        opt.zero_grad()
-        losses = loss_fn(img)
-        out_of_range = ((img - img.clamp(0.0, 1.0)) ** 2).mean()  # 0 while every pixel is in [0, 1]
-        objective = losses["total"] + range_weight * out_of_range
-        if not torch.isfinite(objective):
-            raise _Stop(f"the loss became {float(objective.detach())} at step {len(history) + 1}")
-        objective.backward()
-        if not torch.isfinite(img.grad).all():
-            raise _Stop(f"the gradient became non-finite at step {len(history) + 1}")
-        last_good.copy_(img.detach())
-        row = {"step": len(history) + 1, "seconds": time.perf_counter() - start}
-        row.update({name: float(value.detach()) for name, value in losses.items()})
-        row["range"] = float(out_of_range.detach())
-        history.append(row)
-        bar.update(len(history), row["total"])
-        if callback is not None and callback(row, img.detach()):
-            raise _Stop("budget")  # the caller asked to stop: a normal end, no warning
-        return objective
-
+    on_step = _keep_and_report(last_good, bar, callback)
+    history: list[dict[str, float]] = []
+    closure = make_closure(
+        opt, img, loss_fn, history, steps=steps, range_weight=range_weight, on_step=on_step
+    )
     try:
         while len(history) < steps:
             opt.step(closure)
             if optimizer == "adam":
                 with torch.no_grad():
                     img.clamp_(0.0, 1.0)  # a projection after the update, outside any closure
-    except _Stop as stop:
-        if str(stop) != "budget":
-            warnings.warn(
-                f"Stopped early: {stop}; returning the last good image "
-                "(try a smaller lr or smaller weights).",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+    except Stop as stop:
+        if stop.reason is StopReason.NOT_FINITE:
+            _warn_stopped(stop)
     finally:
         bar.close()
     return last_good.clamp_(0.0, 1.0), history
+
+
+def _keep_and_report(last_good: torch.Tensor, bar: Progress, callback: Callback | None) -> Callback:
+    """After each evaluation: keep the image as the last good one, update the bar, ask callback."""
+
+    def on_step(row: dict[str, float], img: torch.Tensor) -> bool:
+        last_good.copy_(img)
+        bar.update(row["step"], row["total"])
+        return callback is not None and bool(callback(row, img))
+
+    return on_step
+
+
+def _warn_stopped(stop: Stop) -> None:
+    """Warn that a non-finite loss ended the run early, and what to try."""
+    warnings.warn(
+        f"Stopped early: {stop}; returning the last good image "
+        "(try a smaller lr or smaller weights).",
+        RuntimeWarning,
+        stacklevel=3,
+    )

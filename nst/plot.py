@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:  # IPython is there wherever a notebook is; plain scripts need not import it
     from IPython.display import Code
 
+from nst.errors import NSTError
 from nst.images import tensor_to_pil
 
 COLORS = plt.get_cmap("tab10").colors  # one colour per run, in the order the runs are given
@@ -210,7 +212,15 @@ def show_source(obj: object) -> Code:
     """Highlighted source of an ``nst`` function: the code a lesson explains is the code it runs."""
     from IPython.display import Code
 
-    return Code(inspect.getsource(obj), language="python")
+    source = inspect.getsource(obj)
+    name = getattr(obj, "__name__", "")
+    # The file is read now but located by the line numbers of the code imported: after an edit,
+    # restart the kernel, or this shows whatever now sits at the old lines.
+    if not re.match(rf"\s*(@.*\n\s*)*(async\s+)?(def|class)\s+{re.escape(name)}\b", source):
+        raise NSTError(
+            f"nst's source changed since it was imported: restart the kernel to show {name}."
+        )
+    return Code(source, language="python")
 
 
 def show_grid(
@@ -222,13 +232,10 @@ def show_grid(
     """A grid of (1,3,H,W) images, ``images[row][col]``, with a label for each row and column."""
     nrows, ncols = len(images), len(images[0])
     h, w = images[0][0].shape[-2:]
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows * h / w), squeeze=False
-    )
-    plt.close(fig)
+    fig, axes = _grid(nrows * ncols, ncols, size, aspect=h / w)
     for r, row in enumerate(images):
         for c, img in enumerate(row):
-            ax = axes[r][c]
+            ax = axes[r * ncols + c]  # row by row
             ax.imshow(tensor_to_pil(img))
             ax.set_xticks([])
             ax.set_yticks([])

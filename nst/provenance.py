@@ -23,7 +23,7 @@ def imported_nst_files() -> list[str]:
     files = set()
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if path and Path(path).resolve().parent == PACKAGE:
+        if path and PACKAGE in Path(path).resolve().parents:  # nst/*.py and its subpackages
             files.add(Path(path).resolve().relative_to(ROOT).as_posix())
     return sorted(files)
 
@@ -45,6 +45,11 @@ def record(files: Iterable[str], texts: Iterable[str] = ()) -> dict[str, object]
     """``{"sha256": digest(files, texts), "files": sorted(files)}``, stored beside a result."""
     files = sorted(set(files))
     return {"sha256": digest(files, texts), "files": files}
+
+
+def run_record(used: Iterable[Path]) -> dict[str, object]:
+    """The record of a run in this process: the ``nst`` modules it imported, the ``used`` files."""
+    return record(imported_nst_files() + [Path(p).relative_to(ROOT).as_posix() for p in used])
 
 
 def is_current(rec: object, texts: Iterable[str] = ()) -> bool:

@@ -1,20 +1,22 @@
-"""Lesson 05's recipe in one call: coarse-to-fine L-BFGS with the speed-ups measured there.
+"""The recipe in one call: coarse-to-fine L-BFGS with the measured speed-ups.
 
 ``stylize(content_img, style_img)`` optimises at a few growing sizes (e.g. 128, 256, then 512 px
 long side): large-scale structure forms where steps are cheap, and each larger size starts from
 the smaller result, upsampled, so its costly steps only add finer strokes. The network is frozen
-and cut after its deepest layer used, the targets are computed once per size, on a CPU or CUDA
-the network runs in lower precision (bf16 / fp16 autocast) while every loss stays in fp32, and
-the style loss's gradient is written by hand. Options add colour preservation, several paintings
-mixed by weights, and the style's scale.
+and cut after its deepest layer used, the targets are computed once per size, and the speed-ups
+of ``nst.speedups`` are on: lower precision for the network (the losses stay fp32), the Gram
+loss's gradient by hand, and free memory handed back after each step. Options add colour
+preservation, several paintings mixed by weights, the style's scale, and a start image.
 """
 
 from __future__ import annotations
 
-import ctypes
+import difflib
 import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,14 +24,15 @@ import torch.nn.functional as F
 from nst.color import combine_luma, luma_only, match_color, match_luma
 from nst.errors import NSTError
 from nst.images import check_image, resize
-from nst.losses import make_loss_fn
-from nst.optim import Callback, optimize
+from nst.losses import LossFn, make_loss_fn, style_list
+from nst.optim import Callback, check_steps, optimize
 from nst.progress import Progress
+from nst.speedups import autocast_dtype, gram_loss_by_hand, release_free_memory
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, default_device, load_vgg19
 
 PRESERVE_COLOR = (None, "luma", "linear")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STEP_SHARES = (0.3, 0.3, 0.4)  # the step budget's share per size, from the smallest up
+History = list[dict[str, float]]
 
 
 def scale_sizes(size: int, n_scales: int = 3, smallest: int = 128) -> list[int]:
@@ -42,12 +45,81 @@ def scale_sizes(size: int, n_scales: int = 3, smallest: int = 128) -> list[int]:
 
 def split_steps(steps: int, n_sizes: int) -> list[int]:
     """Share a step budget among ``n_sizes`` sizes, by STEP_SHARES: 100, 3 -> [30, 30, 40]."""
+    check_steps(steps, least=n_sizes, why=f" (one per size, {n_sizes} sizes)")
     shares = STEP_SHARES[-n_sizes:] if n_sizes <= len(STEP_SHARES) else [1.0] * n_sizes
     counts = [max(1, round(steps * s / sum(shares))) for s in shares]
     counts[0] += steps - sum(counts)  # rounding leftovers go to the cheapest size
-    if steps < n_sizes or counts[0] < 1:
-        raise NSTError(f"steps={steps} is too few for {n_sizes} sizes; give at least {n_sizes}.")
     return counts
+
+
+@dataclass(frozen=True)
+class Options:
+    """stylize's settings and their defaults; change any by name: ``stylize(c, s, steps=40)``."""
+
+    size: int = 512  # the result's long side, px
+    steps: int = 80  # loss-and-gradient evaluations in all, shared among the sizes
+    sizes: Sequence[int] | None = None  # long sides, smallest first; None: scale_sizes(size)
+    style_blend: Sequence[float] | None = None  # a weight per painting, for several
+    style_scale: float = 1.0  # the painting's size relative to the result's (2: larger strokes)
+    content_weight: float = 1.0
+    style_weight: float = 10.0
+    tv_weight: float = 10.0
+    style_layers: Sequence[str] = STYLE_LAYERS
+    content_layer: str = CONTENT_LAYER
+    preserve_color: str | None = None  # None, "luma" or "linear"
+    optimizer: str = "lbfgs"  # or "adam"
+    pooling: str = "max"  # or "avg" (used when stylize loads the network itself)
+    precision: str = (
+        "auto"  # bf16 on a CPU, fp16 on CUDA, fp32 elsewhere; or "fp32", "bf16", "fp16"
+    )
+
+    def loss_options(self) -> dict[str, Any]:
+        """The keywords of ``make_loss_fn`` these settings fix, at every size."""
+        names = ["content_layer", "style_layers", "content_weight", "style_weight", "tv_weight"]
+        return {name: getattr(self, name) for name in names + ["style_blend"]}
+
+
+def with_changes(options: Options, changes: dict[str, Any]) -> Options:
+    """``options`` with ``changes`` by name; a name Options lacks gets one sentence."""
+    names = [f.name for f in fields(Options)]
+    for name in changes:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise NSTError(f"stylize has no option {name!r}; {hint}see nst.recipe.Options.")
+    return replace(options, **changes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where a coarse-to-fine run goes: its long sides, smallest first, and the steps at each."""
+
+    sizes: list[int]
+    steps: list[int]
+    optimizer: str = "lbfgs"
+    style_scale: float = 1.0  # the painting's size relative to the result's
+
+    def painting_side(self, long_side: int) -> int:
+        """The painting's long side beside a result of ``long_side`` px."""
+        return max(16, round(long_side * self.style_scale))
+
+
+def make_plan(options: Options) -> Plan:
+    """The sizes (default ``scale_sizes(size)``) and the steps shared among them."""
+    sizes = list(options.sizes) if options.sizes is not None else scale_sizes(options.size)
+    if not sizes or sorted(sizes) != sizes or min(sizes) < 16:
+        raise NSTError(f"sizes must grow from at least 16 px, e.g. [128, 256, 512]; got {sizes}.")
+    steps = split_steps(options.steps, len(sizes))
+    return Plan(sizes, steps, options.optimizer, options.style_scale)
+
+
+def start_image(photo: torch.Tensor, init: torch.Tensor | None, long_side: int) -> torch.Tensor:
+    """The first size's start (1,3,h,w): the photo, or ``init`` resized to the photo's shape."""
+    first = resize(photo, long_side)  # (1,3,h,w)
+    if init is None:
+        return first
+    init = init.to(photo.device)
+    return F.interpolate(init, size=first.shape[-2:], mode="bilinear", antialias=True).clamp(0, 1)
 
 
 def upsample_with_detail(
@@ -60,161 +132,154 @@ def upsample_with_detail(
     (``detail=False``) the upsampled image is blurry: its first steps at the new size sharpen it.
     """
     size = content_img.shape[-2:]
-    if gen_img.shape[-2:] == size:
+    if gen_img.shape[-2:] == size:  # already this size (a run's first size): nothing to add
         return gen_img
     up = F.interpolate(gen_img, size=size, mode="bilinear")  # (1,3,h,w), blurry
     if not detail:
         return up.clamp(0.0, 1.0)
+    # (1,3,h0,w0): the photo at gen_img's size, antialiased (shrinking averages what it drops)
     small = F.interpolate(content_img, size=gen_img.shape[-2:], mode="bilinear", antialias=True)
     fine = content_img - F.interpolate(small, size=size, mode="bilinear")  # (1,3,h,w) detail
     return (up + fine).clamp(0.0, 1.0)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
-    if precision not in PRECISIONS:
-        raise NSTError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
-    if precision == "auto":  # what lesson 05 measured to win: bf16 on CPUs, fp16 on CUDA
-        precision = {"cpu": "bf16", "cuda": "fp16"}.get(device.type, "fp32")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library is another (macOS, Windows, musl)."""
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def release_free_memory() -> None:
-    """Hand the C heap's free pages back to the system (Linux with glibc; elsewhere nothing).
-
-    glibc keeps the memory of freed tensors in its heap, scattered between live blocks, so a run's
-    resident memory creeps up although its tensors do not: at 512 px, calling this after every
-    step keeps ``stylize``'s peak about 150 MB lower (``python -m nst.bench``), at no measured cost.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def check_options(
-    styles: list[torch.Tensor], preserve_color: str | None, style_scale: float, steps: int
-) -> None:
-    """Raise NSTError with one sentence for a bad painting, colour mode, scale or step count."""
+def check_stylize_args(
+    content_img: torch.Tensor,
+    style_img: torch.Tensor | Sequence[torch.Tensor],
+    init: torch.Tensor | None,
+    options: Options,
+) -> list[torch.Tensor]:
+    """The paintings as a list, after one sentence for a bad image, colour mode or scale."""
+    preserve_color, style_scale = options.preserve_color, options.style_scale
+    check_image(content_img, "content_img")
+    styles = style_list(style_img)
     for i, img in enumerate(styles):
         check_image(img, f"style image {i + 1}")
+    if init is not None:
+        check_image(init, "init")
     if preserve_color not in PRESERVE_COLOR:
         raise NSTError(f"preserve_color must be None, 'luma' or 'linear', not {preserve_color!r}.")
     if not isinstance(style_scale, (int, float)) or not 0.1 <= style_scale <= 4:
         raise NSTError(f"style_scale must be a number from 0.1 to 4, not {style_scale!r}.")
-    if isinstance(steps, bool) or not isinstance(steps, int):
-        raise NSTError(f"steps must be a whole number, not {steps!r}.")
+    return styles
 
 
-def painting_at(
-    style_img: torch.Tensor, long_side: int, photo: torch.Tensor, preserve_color: str | None
-) -> torch.Tensor:
-    """The painting as the loss sees it beside ``photo``: resized, recoloured by the option.
+def prepare_colors(
+    photo: torch.Tensor,
+    styles: list[torch.Tensor],
+    preserve_color: str | None,
+    device: torch.device,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The photo and paintings on ``device``, as the losses see them under ``preserve_color``.
 
-    "linear": the photo's RGB mean and covariance (``match_color``); "luma": a grey image whose
-    luma has the mean and spread of the photo's (``photo`` is then grey too, ``luma_only``).
+    "linear": each painting recoloured to the photo's RGB mean and covariance (``match_color``);
+    "luma": both grey, the painting's luma given the photo's mean and spread (the colour comes
+    back at the end, ``restore_colors``); None: unchanged.
     """
-    img = resize(style_img, long_side)  # (1,3,h,w)
+    photo, styles = photo.to(device), [img.to(device) for img in styles]
     if preserve_color == "linear":
-        return match_color(img, photo)
+        return photo, [match_color(img, photo) for img in styles]
     if preserve_color == "luma":
-        return match_luma(img, photo)
-    return img
+        return luma_only(photo), [match_luma(img, photo) for img in styles]
+    return photo, styles
+
+
+def restore_colors(
+    gen_img: torch.Tensor, content_img: torch.Tensor, preserve_color: str | None
+) -> torch.Tensor:
+    """Under "luma", the result's luma with the photo's chroma; otherwise the result as it is."""
+    if preserve_color != "luma":
+        return gen_img
+    return combine_luma(gen_img, resize(content_img.to(gen_img.device), max(gen_img.shape[-2:])))
+
+
+class Run:
+    """One stylize run across its sizes: the history, the progress bar, the caller's callback."""
+
+    def __init__(self, steps: int, sizes: list[int], callback: Callback | None, progress: bool):
+        self.history: History = []
+        self.stopped = False  # the caller's callback asked to stop
+        self.callback = callback
+        self.bar = Progress(steps, f"stylize ({' -> '.join(map(str, sizes))} px)", enabled=progress)
+        self.start = time.perf_counter()
+
+    def at_size(self, long_side: int) -> Callback:
+        """The callback ``optimize`` gets at one size: number its rows run-wide, then ask ours."""
+
+        def on_step(row: dict[str, float], img: torch.Tensor) -> bool:
+            seconds = time.perf_counter() - self.start  # since the start, targets included
+            self.history.append(
+                {**row, "step": len(self.history) + 1, "seconds": seconds, "size": long_side}
+            )
+            self.bar.update(len(self.history), row["total"])
+            release_free_memory()  # the step's freed activations go back to the system
+            self.stopped = self.callback is not None and bool(self.callback(self.history[-1], img))
+            return self.stopped
+
+        return on_step
 
 
 def stylize(
     content_img: torch.Tensor,
     style_img: torch.Tensor | Sequence[torch.Tensor],
+    options: Options | None = None,
     *,
-    size: int = 512,
-    steps: int = 80,
-    sizes: Sequence[int] | None = None,
-    style_blend: Sequence[float] | None = None,
-    style_scale: float = 1.0,
-    content_weight: float = 1.0,
-    style_weight: float = 10.0,
-    tv_weight: float = 10.0,
-    style_layers: Sequence[str] = STYLE_LAYERS,
-    content_layer: str = CONTENT_LAYER,
-    preserve_color: str | None = None,
-    optimizer: str = "lbfgs",
-    pooling: str = "max",
-    precision: str = "auto",
     model: VGG19Features | None = None,
     device: str | torch.device | None = None,
+    init: torch.Tensor | None = None,
     callback: Callback | None = None,
     progress: bool = True,
-) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    **changes: Any,
+) -> tuple[torch.Tensor, History]:
     """Paint ``content_img`` (1,3,H,W) like ``style_img`` (one or a list) -> (img, history).
 
-    ``steps`` (loss-and-gradient evaluations in all) are shared among ``sizes`` by
-    ``split_steps``; the result has the last size on its long side (default ``scale_sizes(size)``).
-    ``style_blend``: a weight per painting; ``style_scale``: the painting's size relative to the
-    result (2 = strokes twice as large); ``preserve_color``: None, "luma" or "linear";
-    ``precision``: "auto" (bf16 on CPU, fp16 on CUDA), "fp32", "bf16" or "fp16";
-    ``model`` (reused if given, else loaded with ``pooling``) sets the device.
+    Settings: ``options`` (default ``Options()``) with ``changes`` by name, e.g. ``steps=40``.
+    ``model`` (reused if given, else loaded with the ``pooling`` option) sets the device;
+    ``init``: an image (1,3,h,w) to start from instead of the photo, resized to its shape.
     History rows are ``optimize``'s plus "size"; "step" and "seconds" count from the start.
     ``callback(row, img)`` runs after every step; returning True stops the run.
     """
-    check_image(content_img, "content_img")
-    styles = [style_img] if isinstance(style_img, torch.Tensor) else list(style_img)
-    check_options(styles, preserve_color, style_scale, steps)
-    sizes = list(sizes) if sizes is not None else scale_sizes(size)
-    if not sizes or sorted(sizes) != sizes or min(sizes) < 16:
-        raise NSTError(f"sizes must grow from at least 16 px, e.g. [128, 256, 512]; got {sizes}.")
-    counts = split_steps(steps, len(sizes))
+    options = with_changes(options or Options(), changes)
+    styles = check_stylize_args(content_img, style_img, init, options)
+    plan = make_plan(options)
     if model is None:
-        model = load_vgg19(device=device or default_device(), pooling=pooling)
-    dev = next(model.parameters()).device
-    photo, styles = content_img.to(dev), [img.to(dev) for img in styles]
-    if preserve_color == "luma":  # transfer between grey images; the colour comes back at the end
-        photo = luma_only(photo)
-    loss_options = dict(
-        content_layer=content_layer,
-        style_layers=style_layers,
-        content_weight=content_weight,
-        style_weight=style_weight,
-        tv_weight=tv_weight,
-        style_blend=style_blend,
-        autocast_dtype=autocast_dtype(precision, dev),
-        hand_gradient=True,  # the Gram loss's gradient by hand: faster, less memory
+        model = load_vgg19(device=device or default_device(), pooling=options.pooling)
+    device = next(model.parameters()).device
+    photo, paintings = prepare_colors(content_img, styles, options.preserve_color, device)
+    make_loss = functools.partial(  # built once: only the images change from size to size
+        make_loss_fn,
+        model,
+        **options.loss_options(),
+        autocast_dtype=autocast_dtype(options.precision, device),
+        style_layer_loss=gram_loss_by_hand,  # gram_loss's value, its gradient by hand
     )
-    history: list[dict[str, float]] = []
-    stopped: list[bool] = []  # on_step appends True when the caller's callback asks to stop
-    bar = Progress(steps, f"stylize ({' -> '.join(map(str, sizes))} px)", enabled=progress)
-    start = time.perf_counter()
-    gen_img = resize(photo, sizes[0])  # (1,3,h0,w0): start from the photo, smallest size
-    for long_side, n_steps in zip(sizes, counts):
-        content_s = resize(photo, long_side)  # (1,3,h,w)
-        paint_side = max(16, round(long_side * style_scale))
-        styles_s = [painting_at(img, paint_side, content_s, preserve_color) for img in styles]
-        # the photo's detail at the sizes in between; at the last size it would stay as a ghost
-        gen_img = upsample_with_detail(gen_img, content_s, detail=long_side != sizes[-1])
-        loss_fn = make_loss_fn(model, content_s, styles_s, **loss_options)
+    run = Run(options.steps, plan.sizes, callback, progress)
+    gen_img = start_image(photo, init, plan.sizes[0])
+    gen_img = coarse_to_fine(gen_img, photo, paintings, plan, make_loss, run)
+    run.bar.close()
+    return restore_colors(gen_img, content_img, options.preserve_color), run.history
 
-        def on_step(row: dict[str, float], img: torch.Tensor, long_side: int = long_side) -> bool:
-            seconds = time.perf_counter() - start  # since the start, targets included
-            history.append({**row, "step": len(history) + 1, "seconds": seconds, "size": long_side})
-            bar.update(len(history), row["total"])
-            release_free_memory()  # the step's freed activations go back to the system
-            if callback is not None and callback(history[-1], img):
-                stopped.append(True)
-            return bool(stopped)
 
+def coarse_to_fine(
+    gen_img: torch.Tensor,
+    photo: torch.Tensor,
+    paintings: list[torch.Tensor],
+    plan: Plan,
+    make_loss: Callable[[torch.Tensor, list[torch.Tensor]], LossFn],
+    run: Run,
+) -> torch.Tensor:
+    """Optimise ``gen_img`` at each size of ``plan``, each size starting from the one before."""
+    for long_side, n_steps in zip(plan.sizes, plan.steps):
+        content_s = resize(photo, long_side)  # (1,3,h,w): the photo at this size
+        paintings_s = [resize(img, plan.painting_side(long_side)) for img in paintings]
+        # Upsampled from the size before (the first size is already this size: nothing to do),
+        # plus the photo's detail at the sizes in between; at the last it would stay as a ghost.
+        gen_img = upsample_with_detail(gen_img, content_s, detail=long_side != plan.sizes[-1])
+        loss_fn = make_loss(content_s, paintings_s)  # targets at this size, computed once
+        callback = run.at_size(long_side)
         gen_img, _ = optimize(
-            gen_img, loss_fn, n_steps, optimizer, callback=on_step, progress=False
+            gen_img, loss_fn, n_steps, plan.optimizer, callback=callback, progress=False
         )
-        if stopped:
+        if run.stopped:
             break
-    bar.close()
-    if preserve_color == "luma":  # the result's luma with the photo's chroma
-        gen_img = combine_luma(gen_img, resize(content_img.to(dev), max(gen_img.shape[-2:])))
-    return gen_img, history
+    return gen_img

@@ -31,9 +31,15 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # subtracted from 0-255 BGR pixels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision: RGB in [0, 1], minus mean, over std
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# VGG19 ("configuration E"): output channels of each 3x3 conv (each with a ReLU); M = max-pool
-VGG19_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-                512, 512, 512, 512, "M", 512, 512, 512, 512, "M")  # fmt: skip
+# VGG19 ("configuration E"), block by block: output channels of each 3x3 conv (each with a ReLU),
+# then M = max-pool
+VGG19_CONFIG = (
+    *(64, 64, "M"),
+    *(128, 128, "M"),
+    *(256, 256, 256, 256, "M"),
+    *(512, 512, 512, 512, "M"),
+    *(512, 512, 512, 512, "M"),
+)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")  # Gatys et al.
 CONTENT_LAYER = "relu4_2"
 
@@ -108,6 +114,7 @@ class CaffePreprocess(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
+        # a buffer: moves with .to(device) like a weight, but is not a parameter to learn
         self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))  # (1,3,1,1)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:

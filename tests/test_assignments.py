@@ -11,21 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools import make_assignments
+
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "assignments"
 SOURCES = sorted((COURSE / "source").glob("A*/A*_*.ipynb"))
 TOTAL = re.compile(r"\*\*total (\d+)\*\*")
-
-
-def _load_make_assignments():
-    path = ROOT / "tools" / "make_assignments.py"
-    spec = importlib.util.spec_from_file_location("make_assignments", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_assignments = _load_make_assignments()
 
 
 def _release(source: Path) -> Path:
@@ -78,7 +69,7 @@ def test_source_metadata(source: Path) -> None:
 
 def test_release_up_to_date() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "make_assignments.py"), "--check"],
+        [sys.executable, "-m", "tools.make_assignments", "--check"],
         capture_output=True,
         text=True,
         cwd=ROOT,

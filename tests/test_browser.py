@@ -4,9 +4,11 @@ The test copies notebooks/ to a temporary folder (the committed notebook is neve
 makes the lesson's settings cell smaller, starts ``jupyter lab`` on 127.0.0.1 with a random token,
 opens the lesson, waits for the kernel, runs every cell, moves the steps slider with the keyboard,
 clicks Run, checks that the preview's bytes change during the run and that a result appears, then
-starts a long run, clicks Stop and checks that it stopped before its budget. Screenshots go to the
-test's tmp_path and to build/browser/ (NST_BROWSER_FIGURE=1 also rewrites
-notebooks/figures/07_playground.png).
+starts a long run, clicks Stop and checks that it stopped before its budget, and last uploads a
+broken file (one sentence) and a photo (selected) through the real upload button. The widgets are
+found by the CSS classes ``nst.controls`` gives them (``nst-run``, ``nst-steps``, ...; see
+``Panel``). Screenshots go to the test's tmp_path and to build/browser/ (NST_BROWSER_FIGURE=1 also
+rewrites notebooks/figures/07_playground.png).
 
 Without Chromium or Playwright it skips, except under CI=true, where it fails. DEVELOPERS.md has the
 details, the Chromium flags and how to install both.
@@ -23,10 +25,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = "07_playground.ipynb"
@@ -91,7 +97,7 @@ def _lab_settings(folder: Path) -> None:
 
 
 @pytest.fixture
-def start_playwright():  # noqa: ANN201 - playwright's sync_playwright
+def start_playwright() -> Callable[[], Any]:
     """Playwright's ``sync_playwright``; skips (fails under CI=true) without it or Chromium."""
     _require(CHROMIUM.exists(), f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
     try:
@@ -108,9 +114,33 @@ def lab(tmp_path: Path) -> Iterator[dict[str, str]]:
     shutil.copytree(ROOT / "notebooks", root, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     if os.environ.get("NST_BROWSER_FIGURE") != "1":  # the figure shows the lesson's own settings
         _small_settings(root / NOTEBOOK)
-    home = tmp_path / "jupyter"
-    _lab_settings(home / "settings")
     port, token = _free_port(), uuid.uuid4().hex
+    log_path = tmp_path / "jupyter.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            _lab_command(root, port, token),
+            cwd=root,
+            env=_lab_env(tmp_path / "jupyter"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_server(server, port, token, log_path)
+        url = f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}?token={token}"
+        yield {"url": url, "log": str(log_path)}
+    finally:
+        server.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def _lab_env(home: Path) -> dict[str, str]:
+    """The server's environment: this interpreter first, and Jupyter's folders under ``home``."""
+    _lab_settings(home / "settings")
     env = dict(os.environ)
     env.update(
         MPLBACKEND="Agg",
@@ -120,39 +150,36 @@ def lab(tmp_path: Path) -> Iterator[dict[str, str]]:
         JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
     )
+    return env
+
+
+def _lab_command(root: Path, port: int, token: str) -> list[str]:
+    """``jupyter lab`` on loopback, without a browser, news or update checks."""
     command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        *(sys.executable, "-m", "jupyter", "lab", "--no-browser"),
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: commands and kernel status
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]  # fmt: skip
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
-    log_path = tmp_path / "jupyter.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"jupyter lab exited ({server.returncode}):\n{_tail(log_path)}")
-            if _answers(port, f"/api/status?token={token}"):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer in {SERVER_START_S} s:\n{_tail(log_path)}")
-            time.sleep(0.5)
-        yield {"url": f"{base}/lab/tree/{NOTEBOOK}?token={token}", "log": str(log_path)}
-    finally:
-        server.terminate()  # the server shuts its kernels down on SIGTERM
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+    return command
+
+
+def _wait_for_server(server: subprocess.Popen, port: int, token: str, log_path: Path) -> None:
+    """Poll the server's /api/status until it answers; fail with its log if it exits or hangs."""
+    deadline = time.monotonic() + SERVER_START_S
+    while not _answers(port, f"/api/status?token={token}"):
+        if server.poll() is not None:
+            pytest.fail(f"jupyter lab exited ({server.returncode}):\n{_tail(log_path)}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"jupyter lab did not answer in {SERVER_START_S} s:\n{_tail(log_path)}")
+        time.sleep(0.5)
 
 
 def _answers(port: int, path: str) -> bool:
@@ -203,7 +230,7 @@ PREVIEW_HASH = """async () => {
 }"""
 
 
-def _wait(what: str, check, timeout: float, interval: float = 0.25):  # noqa: ANN001
+def _wait(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
     """Poll ``check()`` until it returns something truthy; fail naming ``what`` after timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -218,7 +245,7 @@ def _wait(what: str, check, timeout: float, interval: float = 0.25):  # noqa: AN
 class Shots:
     """Screenshots numbered in order, in tmp_path and copied to build/browser/."""
 
-    def __init__(self, page, folder: Path) -> None:  # noqa: ANN001 - playwright's Page
+    def __init__(self, page: Page, folder: Path) -> None:
         self.page, self.folder, self.n = page, folder, 0
         shutil.rmtree(SHOTS, ignore_errors=True)
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -238,7 +265,7 @@ class Shots:
 
 @pytest.mark.slow
 def test_playground_in_chromium(
-    start_playwright,  # noqa: ANN001 - playwright's sync_playwright
+    start_playwright: Callable[[], Any],
     lab: dict[str, str],
     tmp_path: Path,
 ) -> None:
@@ -261,12 +288,67 @@ def test_playground_in_chromium(
             browser.close()
 
 
-def _drive(page, shot: Shots, lab: dict[str, str]) -> None:  # noqa: ANN001 - playwright's Page
-    """Open the lesson, run all, then Run and Stop the playground, checking what the page shows."""
+def _drive(page: Page, shot: Shots, lab: dict[str, str]) -> None:
+    """Open the lesson, run all, then Run, Stop and upload in the playground, checking the page."""
     page.goto(lab["url"])
+    _run_all_cells(page, shot)
+    panel = Panel(page)
+    panel.run.scroll_into_view_if_needed()
+    # The lesson's last cells stop a run and refuse a text file: its sentence is on show.
+    _wait("the status line's sentence", lambda: "Cannot load 'notes.txt'" in panel.text(), 30)
+    shot("ran_all_cells")
+    _run_to_the_end(page, panel, shot)
+    _stop_a_long_run(panel, shot)
+    _upload_files(page, panel, shot)
+
+
+class Panel:
+    """The playground's widgets in the page, found by the CSS classes nst.controls gives them."""
+
+    def __init__(self, page: Page) -> None:
+        self.run = page.locator("button.nst-run")
+        self.stop = page.locator("button.nst-stop")
+        self.status = page.locator(".nst-status")
+        self.status_kind = page.locator(".nst-status [data-kind]")  # info, busy, done or error
+        self.steps_readout = page.locator(".nst-steps .widget-readout")
+        self.steps_handle = page.locator(".nst-steps .noUi-handle")
+        self.content_upload = page.locator("button.nst-content-upload")
+        self.content_menu = page.locator(".nst-content select")
+        self.download = page.locator(".nst-download a[download]")
+        self.whole = page.locator(".nst-playground")
+
+    def text(self) -> str:
+        """The status line's sentence."""
+        return self.status.inner_text().strip()
+
+    def kind(self) -> str | None:
+        """The status line's kind: info, busy, done or error."""
+        return self.status_kind.get_attribute("data-kind")
+
+    def ended(self) -> bool:
+        """True once the status line says how a run ended."""
+        return self.kind() in ("done", "error")
+
+    def steps(self) -> int:
+        """The steps slider's value, as its readout shows it."""
+        return int(self.steps_readout.inner_text().strip())
+
+    def press_on_steps(self, *keys: str) -> None:
+        """Move the steps slider with the keyboard, as a person can."""
+        self.steps_handle.focus()
+        for key in keys:
+            self.steps_handle.press(key)
+
+    def click_run(self, what: str) -> None:
+        """Click Run and wait until the status line says the run is busy."""
+        self.run.click()
+        _wait(what, lambda: self.kind() == "busy", 30, 0.05)
+
+
+def _run_all_cells(page: Page, shot: Shots) -> None:
+    """Wait for the kernel, run every cell, and fail on any cell's error; then find the panel."""
     _wait("the notebook's kernel to be idle", lambda: page.evaluate(KERNEL_STATUS) == "idle", 120)
     shot("opened")
-
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
     def all_done() -> bool:
@@ -276,99 +358,98 @@ def _drive(page, shot: Shots, lab: dict[str, str]) -> None:  # noqa: ANN001 - pl
 
     _wait("every cell to run", all_done, RUN_ALL_S, interval=0.5)
     _wait("the playground's widgets", lambda: page.locator("button.nst-run").count() == 1, 30)
-    run, stop = page.locator("button.nst-run"), page.locator("button.nst-stop")
-    status = page.locator(".nst-status")
-    run.scroll_into_view_if_needed()
-    # The lesson's last cells stop a run and refuse a text file: its sentence is on show.
-    _wait("the status line's sentence", lambda: "Cannot use 'notes.txt'" in status.inner_text(), 30)
-    shot("ran_all_cells")
 
-    # Move the steps slider with the keyboard: two steps of 5 to the right.
-    readout = page.locator(".nst-steps .widget-readout")
-    start_steps = int(readout.inner_text().strip())  # the lesson's STEPS (TEST_STEPS here)
-    handle = page.locator(".nst-steps .noUi-handle")
-    handle.focus()
-    handle.press("ArrowRight")
-    handle.press("ArrowRight")
-    steps = start_steps + 10
-    _wait(f"the steps slider at {steps}", lambda: readout.inner_text().strip() == str(steps), 10)
 
+def _run_to_the_end(page: Page, panel: Panel, shot: Shots) -> None:
+    """Two presses of → on the steps slider, Run: the preview moves, then a result and a link."""
+    steps = panel.steps() + 10  # the lesson's STEPS (TEST_STEPS here) and two steps of 5
+    panel.press_on_steps("ArrowRight", "ArrowRight")
+    _wait(f"the steps slider at {steps}", lambda: panel.steps() == steps, 10)
     before = page.evaluate(PREVIEW_HASH)
     assert before, "the preview shows no image before the run"
-    kind = page.locator(".nst-status [data-kind]")  # the status line: info, busy, done or error
-    run.click()
-    _wait("the run to start", lambda: kind.get_attribute("data-kind") == "busy", 30, 0.05)
-    seen_running: set[str] = set()
-    texts: list[str] = []
-
-    def run_finished() -> bool:
-        text = status.inner_text()
-        texts.append(text)
-        if text.startswith("Running"):
-            digest = page.evaluate(PREVIEW_HASH)
-            if digest and digest != before:
-                seen_running.add(digest)
-            if _step(text) >= steps // 2 and not shot.taken("running"):
-                shot("running")
-        return kind.get_attribute("data-kind") in ("done", "error")
-
-    _wait("the run to finish", run_finished, RUN_S, interval=0.1)
-    final_text = status.inner_text()
-    assert final_text.startswith(f"Done: {steps} steps"), (
-        f"the run did not finish its {steps} steps: {final_text!r} (statuses seen: {texts[-5:]})"
+    panel.click_run("the run to start")
+    previews, texts = _watch_previews(page, panel, shot, before, steps)
+    assert panel.text().startswith(f"Done: {steps} steps"), (
+        f"the run did not finish its {steps} steps: {panel.text()!r} (statuses seen: {texts[-5:]})"
     )
-    assert len(seen_running) >= 2, (
-        f"the preview showed {len(seen_running)} different images during the run; expected it "
+    assert len(previews) >= 2, (
+        f"the preview showed {len(previews)} different images during the run; expected it "
         f"to change at least once (statuses seen: {sorted(set(texts))[:8]})"
     )
     final = page.evaluate(PREVIEW_HASH)
     assert final and final != before, "no final image in the preview"
-    link = page.locator(".nst-download a[download]")
-    assert link.count() == 1, "no download link after the run"
-    assert (link.get_attribute("href") or "").startswith("data:image/png;base64,")
-    assert stop.is_disabled() and run.is_enabled()
-    page.locator(".nst-playground").scroll_into_view_if_needed()
+    assert panel.download.count() == 1, "no download link after the run"
+    assert (panel.download.get_attribute("href") or "").startswith("data:image/png;base64,")
+    assert panel.stop.is_disabled() and panel.run.is_enabled()
+    panel.whole.scroll_into_view_if_needed()
     shot("finished")
     if os.environ.get("NST_BROWSER_FIGURE") == "1":  # the README's and the lesson's figure
-        page.locator(".nst-playground").screenshot(path=str(FIGURE))
+        panel.whole.screenshot(path=str(FIGURE))
 
-    # A long run (the slider's maximum), stopped after a few steps.
-    handle.focus()
-    handle.press("End")
-    _wait("the steps slider to move", lambda: readout.inner_text().strip() != str(steps), 10)
-    maximum = int(readout.inner_text().strip())
+
+def _watch_previews(
+    page: Page, panel: Panel, shot: Shots, before: str, steps: int
+) -> tuple[set[str], list[str]]:
+    """Until the run ends: the preview's hashes seen while Running, and every status text."""
+    previews: set[str] = set()
+    texts: list[str] = []
+
+    def run_finished() -> bool:
+        text = panel.text()
+        texts.append(text)
+        if text.startswith("Running"):
+            digest = page.evaluate(PREVIEW_HASH)
+            if digest and digest != before:
+                previews.add(digest)
+            if _step(text) >= steps // 2 and not shot.taken("running"):
+                shot("running")
+        return panel.ended()
+
+    _wait("the run to finish", run_finished, RUN_S, interval=0.1)
+    return previews, texts
+
+
+def _stop_a_long_run(panel: Panel, shot: Shots) -> None:
+    """Run for the slider's maximum of steps and click Stop after step 3: it stops early."""
+    steps = panel.steps()
+    panel.press_on_steps("End")
+    _wait("the steps slider to move", lambda: panel.steps() != steps, 10)
+    maximum = panel.steps()
     assert maximum >= 100, f"the steps slider's maximum is {maximum}"
-    run.click()
-    _wait("the second run to start", lambda: kind.get_attribute("data-kind") == "busy", 30, 0.05)
-    _wait("the second run to pass step 3", lambda: _step(status.inner_text()) >= 3, RUN_S, 0.1)
-    assert stop.is_enabled(), "Stop is disabled during a run"
+    panel.click_run("the second run to start")
+    _wait("the second run to pass step 3", lambda: _step(panel.text()) >= 3, RUN_S, 0.1)
+    assert panel.stop.is_enabled(), "Stop is disabled during a run"
     shot("before_stop")
-    stop.click()
-    _wait("the run to stop", lambda: kind.get_attribute("data-kind") in ("done", "error"), 60, 0.1)
-    stopped = re.match(r"Stopped after (\d+) of (\d+) steps", status.inner_text())
-    assert stopped, status.inner_text()
+    panel.stop.click()
+    _wait("the run to stop", panel.ended, 60, 0.1)
+    stopped = re.match(r"Stopped after (\d+) of (\d+) steps", panel.text())
+    assert stopped, panel.text()
     done, budget = map(int, stopped.groups())
-    assert budget == maximum and 3 <= done < budget, status.inner_text()
-    assert run.is_enabled() and stop.is_disabled()
+    assert budget == maximum and 3 <= done < budget, panel.text()
+    assert panel.run.is_enabled() and panel.stop.is_disabled()
     time.sleep(1.0)  # nothing moves after a stop
-    assert status.inner_text().startswith("Stopped"), status.inner_text()
+    assert panel.text().startswith("Stopped"), panel.text()
     shot("stopped")
 
-    # Uploads through the real FileUpload button: a broken file gets one sentence, a photo is used.
-    def upload(file: dict) -> None:
-        with page.expect_file_chooser() as chooser:  # the button opens the browser's file dialog
-            page.locator("button.nst-content-upload").click()
-        chooser.value.set_files(files=[file])
 
-    upload({"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\nbad"})
-    _wait("the upload's sentence", lambda: "Cannot use 'broken.png'" in status.inner_text(), 30)
-    sentence = status.inner_text().strip()
-    assert kind.get_attribute("data-kind") == "error" and "Traceback" not in sentence, sentence
+def _upload_files(page: Page, panel: Panel, shot: Shots) -> None:
+    """Through the real upload button: a broken file gets one sentence, a photo is selected."""
+
+    def upload(name: str, file_bytes: bytes) -> None:
+        with page.expect_file_chooser() as chooser:  # the button opens the browser's file dialog
+            panel.content_upload.click()
+        chooser.value.set_files(
+            files=[{"name": name, "mimeType": "image/png", "buffer": file_bytes}]
+        )
+
+    upload("broken.png", b"\x89PNG\r\n\x1a\nbad")
+    _wait("the upload's sentence", lambda: "Cannot load 'broken.png'" in panel.text(), 30)
+    sentence = panel.text()
+    assert panel.kind() == "error" and "Traceback" not in sentence, sentence
     assert len(sentence.splitlines()) == 1 and sentence.endswith("."), sentence
-    upload({"name": "tiny.png", "mimeType": "image/png", "buffer": _png(48, 32)})
-    _wait("the uploaded photo", lambda: "Loaded tiny.png (48×32)" in status.inner_text(), 30)
-    selected = page.locator(".nst-content select")
-    assert selected.input_value() != "chelsea", "the upload was not selected"
+    upload("tiny.png", _png(48, 32))
+    _wait("the uploaded photo", lambda: "Loaded tiny.png (48×32)" in panel.text(), 30)
+    assert panel.content_menu.input_value() != "chelsea", "the upload was not selected"
     shot("uploaded")
 
 

@@ -397,3 +397,25 @@ def test_check_closure_not_written() -> None:
         raise NotImplementedError("Exercise 1: write make_closure")
 
     assert "not written yet" in _msg(checks.check_closure, make_closure)
+
+
+# --- the public names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CheckError",
+        "check_gram_matrix",
+        "check_content_loss",
+        "check_style_loss",
+        "check_tv_loss",
+        "check_load",
+        "check_extract_features",
+        "check_closure",
+    ],
+)
+def test_released_names_stay_in_nst_checks(name: str) -> None:
+    """Released notebooks call ``nst.checks.<name>``: the package must keep every one of them."""
+    assert name in checks.__all__
+    assert callable(getattr(checks, name))

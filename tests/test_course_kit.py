@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+from tools import colab_cells, course_kit
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import colab_cells  # noqa: E402
-import course_kit  # noqa: E402
 
 
 def test_student_repo_holds_no_solution_or_hidden_test(tmp_path):

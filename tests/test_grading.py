@@ -1,4 +1,4 @@
-"""tools/grade.py: exact scores for a corpus of honest, broken and hostile submissions.
+"""python -m tools.grade: exact scores for a corpus of honest, broken and hostile submissions.
 
 A tiny nbgrader assignment T1 (two exercises, ``gram`` and ``tv``, each with a visible check worth
 1 point and a hidden test worth 2, judged by T1's hidden_tests.py) is graded in the sandbox. Each
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
 import os
 import socket
 import subprocess
@@ -23,23 +22,16 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from tools import sandbox
+from tools.grading import collect, reference, worker
+from tools.grading.model import InputError, nbgrader_meta
+from tools.grading.repair import defined_functions
+
 pytest.importorskip("nbgrader", reason="nbgrader is an instructor tool: pip install nbgrader")
 
 ROOT = Path(__file__).resolve().parent.parent
-GRADE = ROOT / "tools" / "grade.py"
+GRADE = [sys.executable, "-m", "tools.grade"]  # run from ROOT
 COLUMNS = ["check_gram", "hidden_gram", "check_tv", "hidden_tv"]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-grade = _load("grade", GRADE)
-sandbox = sys.modules["sandbox"]
 
 
 def _sandbox_or_skip() -> None:
@@ -164,7 +156,7 @@ def course(tmp_path_factory) -> Path:
     (root / "source" / "T1").mkdir(parents=True)
     nbformat.write(source_notebook(), root / "source" / "T1" / "T1.ipynb")
     (root / "source" / "T1" / "hidden_tests.py").write_text(HIDDEN_TESTS)
-    ref = grade.build_reference(root / "source" / "T1", "T1", root, root / "gen")
+    ref = reference.build_reference(root / "source" / "T1", "T1", root, root / "gen")
     (root / "release" / "T1").mkdir(parents=True)
     nbformat.write(ref.release["T1"], root / "release" / "T1" / "T1.ipynb")
     return root
@@ -175,7 +167,7 @@ def _read(path: Path) -> nbformat.NotebookNode:
 
 
 def _index(nb, gid: str) -> int:
-    return next(i for i, c in enumerate(nb.cells) if grade.nb_meta(c).get("grade_id") == gid)
+    return next(i for i, c in enumerate(nb.cells) if nbgrader_meta(c).get("grade_id") == gid)
 
 
 def _set(nb, gid: str, source: str):
@@ -204,7 +196,7 @@ def _write(folder: Path, name: str, content) -> Path:
 
 
 def _grade(course: Path, subs: Path, out: Path, *extra: str, **env) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(GRADE), "T1", str(subs), "--out", str(out), "--course", str(course)]
+    cmd = [*GRADE, "T1", str(subs), "--out", str(out), "--course", str(course)]
     environ = {**os.environ, "NST_COURSE_SECRET": "test-secret", **env}
     return subprocess.run(cmd + list(extra), capture_output=True, text=True, cwd=ROOT, env=environ)
 
@@ -232,14 +224,18 @@ def _alive(marker: str) -> list[int]:
 # --- the corpus: original name -> (notebook, text or {file: content}, score, status, note) --
 
 
-def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float, str, str]]:
-    """Honest, odd, broken and hostile submissions, each with the score a fair instructor gives."""
-    sol = _read(course / "source" / "T1" / "T1.ipynb")
-    rel = _read(course / "release" / "T1" / "T1.ipynb")
-    gram_src, tv_src = sol.cells[_index(sol, "gram")].source, sol.cells[_index(sol, "tv")].source
-    wrong_gram = gram_src.replace("/ (h * w)", "/ (c * h * w)")
+Cases = dict[str, tuple[object, float, str, str]]
+
+
+def _sources(sol: nbformat.NotebookNode) -> tuple[str, str]:
+    """The solution's two answer cells: gram's and tv's."""
+    return sol.cells[_index(sol, "gram")].source, sol.cells[_index(sol, "tv")].source
+
+
+def _broken(sol: nbformat.NotebookNode, rel: nbformat.NotebookNode) -> Cases:
+    """Honest submissions, some broken, some with cells deleted, moved or edited."""
+    gram_src, tv_src = _sources(sol)
     c = {}
-    # honest, odd or broken
     c["solution"] = ({"Copy of T1.ipynb": sol}, 6, "graded", "")
     c["release"] = (rel, 0, "graded", "check_gram and hidden_gram failed (gram is not written yet")
     c["raises"] = (
@@ -296,6 +292,7 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
         "graded",
         "tv is not defined",
     )
+    wrong_gram = gram_src.replace("/ (h * w)", "/ (c * h * w)")
     edited = _set(_set(sol, "gram", wrong_gram), "check_gram", "pass")
     c["edited_test"] = (
         edited,
@@ -303,6 +300,13 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
         "graded",
         "edited read-only cells graded as the originals: check_gram",
     )
+    return c
+
+
+def _odd(sol: nbformat.NotebookNode, rel: nbformat.NotebookNode) -> Cases:
+    """Odd but honest submissions: noisy, unreadable, without metadata, several downloads."""
+    gram_src, tv_src = _sources(sol)
+    c = {}
     c["invalid_json"] = ('{"cells": [', 0, "invalid", "not a readable notebook")
     loud = "import logging, sys, warnings\nprint('to stderr', file=sys.stderr)\n"
     loud += "warnings.warn('a UserWarning')\nlogging.warning('a log line')\n"
@@ -333,9 +337,11 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
     }
     c["metadata_edited"] = (flags, 6, "graded", "")
     c["keyboard_interrupt"] = (
-        _set(sol, "tv", "raise KeyboardInterrupt\n" + tv_src), 3, "graded",
+        _set(sol, "tv", "raise KeyboardInterrupt\n" + tv_src),
+        3,
+        "graded",
         "raised KeyboardInterrupt (not a time limit)",
-    )  # fmt: skip
+    )
     c["exits"] = (
         _append(sol, "import os\nos._exit(1)", after="hidden_gram"),
         3,
@@ -357,26 +363,40 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
         "graded",
         "graded Copy of T1.ipynb, the newest",
     )
+    return c
 
-    # hostile: each is the release plus an attack, so the fair score is 0, unless said otherwise
+
+def _hostile(rel: nbformat.NotebookNode, course: Path, out: Path) -> Cases:
+    """Each is the release plus an attack on the grader, so the fair score is 0."""
+    c = {}
+
     def attack(*cells: str) -> nbformat.NotebookNode:
         return _append(rel, *cells, after="setup")
 
     grades_csv = str(out / "grades.csv")
-    c["forger"] = (attack(f"""\
+    c["forger"] = (
+        attack(f"""\
         import subprocess, sys
         code = "import time, pathlib; time.sleep(6); "
         code += "pathlib.Path({grades_csv!r}).write_text('forged')"
         subprocess.Popen([sys.executable, "-c", code, "{MARK}"], start_new_session=True, env={{}},
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-        """), 0, "graded", "")  # fmt: skip
+        """),
+        0,
+        "graded",
+        "",
+    )
     targets = [
-        str(ROOT / "nst" / "__init__.py"), str(course / "source" / "T1" / "T1_zz_bonus.ipynb"),
-        str(course / "source" / "T1" / "hidden_tests.py"), "/opt/nst/nst/__init__.py",
-        "/grader/hidden_tests.py", str(ROOT / "assignments" / "nbgrader_config.py"),
-    ]  # fmt: skip
-    c["backdoor"] = (attack(f"""\
+        str(ROOT / "nst" / "__init__.py"),
+        str(course / "source" / "T1" / "T1_zz_bonus.ipynb"),
+        str(course / "source" / "T1" / "hidden_tests.py"),
+        "/opt/nst/nst/__init__.py",
+        "/grader/hidden_tests.py",
+        str(ROOT / "assignments" / "nbgrader_config.py"),
+    ]
+    c["backdoor"] = (
+        attack(f"""\
         import nst
         for path in {targets!r} + [nst.__file__]:
             try:
@@ -384,21 +404,31 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
                 print("wrote", path)
             except OSError as err:
                 print("refused:", type(err).__name__)
-        """), 0, "graded", "")  # fmt: skip
+        """),
+        0,
+        "graded",
+        "",
+    )
     c["hides_errors"] = (
         attack("get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)"),
         0,
         "graded",
         "",
     )
-    c["showtraceback"] = (attack("""\
+    c["showtraceback"] = (
+        attack("""\
         import sys
         ip = get_ipython()
         ip.showtraceback = lambda *a, **k: None
         ip._showtraceback = lambda *a, **k: None
         sys.excepthook = lambda *a: None
-        """), 0, "graded", "")  # fmt: skip
-    c["edits_reply"] = (attack("""\
+        """),
+        0,
+        "graded",
+        "",
+    )
+    c["edits_reply"] = (
+        attack("""\
         import inspect
         kernel = get_ipython().kernel
         original = kernel.do_execute
@@ -408,7 +438,11 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
             reply["status"] = "ok"
             return reply
         kernel.do_execute = do_execute
-        """), 0, "graded", "")  # fmt: skip
+        """),
+        0,
+        "graded",
+        "",
+    )
     patched = attack(
         "import numpy, torch\nfor m in (torch, numpy):\n    m.allclose = lambda *a, **k: True\n"
         "torch.isclose = lambda *a, **k: torch.tensor(True)"
@@ -424,7 +458,8 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
         "graded",
         "check_gram and hidden_gram failed (gram: shape (2, 3, 4, 5)",
     )
-    c["reads_solutions"] = (attack(f"""\
+    c["reads_solutions"] = (
+        attack(f"""\
         import glob, json
         found = glob.glob("/course/**/source/**/*.ipynb", recursive=True)
         found += glob.glob({str(course)!r} + "/**/*.ipynb", recursive=True)
@@ -432,7 +467,16 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
             exec("\\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
                            for c in json.load(open(path))["cells"] if c["cell_type"] == "code"))
         print(len(found), "notebooks found")
-        """), 0, "graded", "")  # fmt: skip
+        """),
+        0,
+        "graded",
+        "",
+    )
+    return c
+
+
+def _disguised(sol: nbformat.NotebookNode) -> Cases:
+    """The solution with gram calling nst's own gram_matrix in disguise: gram's tests score 0."""
     disguises = {
         "alias": "from nst.losses import gram_matrix as _g\ndef gram(feats):\n    return _g(feats)",
         "module_alias": (
@@ -468,19 +512,26 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
             "gram = types.FunctionType(nst.gram_matrix.__code__, nst.losses.__dict__)"
         ),
     }
-    for label, code in disguises.items():
-        c[f"calls_reference_{label}"] = (
+    return {
+        f"calls_reference_{label}": (
             _set(sol, "gram", code),
             3,
             "graded",
             "calls nst's losses.gram_matrix",
         )
+        for label, code in disguises.items()
+    }
 
-    # hostile to the machine: after both exercises are recorded, so the fair score is 6
+
+def _against_the_machine(sol: nbformat.NotebookNode, sock: str) -> Cases:
+    """Attacks on the machine after both exercises are recorded, so the fair score is 6."""
+    c = {}
+
     def after(*cells: str) -> nbformat.NotebookNode:
         return _append(sol, *cells)
 
-    c["shm"] = (after("""\
+    c["shm"] = (
+        after("""\
         try:
             with open("/dev/shm/fill", "wb") as f:
                 for _ in range(40):
@@ -488,29 +539,49 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
             print("wrote 4 GB to /dev/shm")
         except OSError as err:
             print("refused:", type(err).__name__)
-        """), 6, "graded", "")  # fmt: skip
-    c["memfd"] = (after("""\
+        """),
+        6,
+        "graded",
+        "",
+    )
+    c["memfd"] = (
+        after("""\
         import os
         block, kept = b"x" * (400 * 2**20), []
         for _ in range(13):  # 13 x 400 MB: each file under the 512 MB file-size limit
             kept.append(os.memfd_create("fill"))
             os.write(kept[-1], block)
         print("wrote 5 GB to memfds")
-        """), 6, "graded", "ran out of memory")  # fmt: skip
-    c["fork_bomb"] = (after(f"""\
+        """),
+        6,
+        "graded",
+        "ran out of memory",
+    )
+    c["fork_bomb"] = (
+        after(f"""\
         import subprocess, sys, time
         bomb = "import os\\nwhile True:\\n    try:\\n        os.fork()\\n"
         bomb += "    except OSError:\\n        pass"
         subprocess.Popen([sys.executable, "-c", bomb, "{MARK}"])
         time.sleep(1)
-        """), 6, "graded", "")  # fmt: skip
-    c["sleeper"] = (after(f"""\
+        """),
+        6,
+        "graded",
+        "",
+    )
+    c["sleeper"] = (
+        after(f"""\
         import subprocess, sys
         for session in (False, True):
             subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "{MARK}"],
                              start_new_session=session)
-        """), 6, "graded", "")  # fmt: skip
-    c["network"] = (after(f"""\
+        """),
+        6,
+        "graded",
+        "",
+    )
+    c["network"] = (
+        after(f"""\
         import socket
         for target in (("1.1.1.1", 53), ("10.0.0.1", 80)):
             try:
@@ -525,15 +596,37 @@ def corpus(course: Path, out: Path, sock: str) -> dict[str, tuple[object, float,
             print("connected to the host socket")
         except OSError as err:
             print("no host socket:", type(err).__name__)
-        """), 6, "graded", "")  # fmt: skip
+        """),
+        6,
+        "graded",
+        "",
+    )
     c["environment"] = (after("import os\nprint(dict(os.environ))"), 6, "graded", "")
-    c["ptrace"] = (after(f"""\
+    c["ptrace"] = (
+        after(f"""\
         import ctypes, os
         libc = ctypes.CDLL(None, use_errno=True)
         for pid in (1, {os.getpid()}, os.getppid()):
             print(pid, libc.ptrace(16, pid, 0, 0), ctypes.get_errno())  # PTRACE_ATTACH
-        """), 6, "graded", "")  # fmt: skip
+        """),
+        6,
+        "graded",
+        "",
+    )
     return c
+
+
+def corpus(course: Path, out: Path, sock: str) -> Cases:
+    """Honest, odd, broken and hostile submissions, each with the score a fair instructor gives."""
+    sol = _read(course / "source" / "T1" / "T1.ipynb")
+    rel = _read(course / "release" / "T1" / "T1.ipynb")
+    return {
+        **_broken(sol, rel),
+        **_odd(sol, rel),
+        **_hostile(rel, course, out),
+        **_disguised(sol),
+        **_against_the_machine(sol, sock),
+    }
 
 
 def _submit(subs: Path, name: str, content) -> None:
@@ -551,29 +644,20 @@ def _submit(subs: Path, name: str, content) -> None:
 # --- tests ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_corpus_scores_exactly(course, tmp_path):
-    _sandbox_or_skip()
-    sock_path = tmp_path / "host.sock"
+HOST_SECRET = "host-only-value-5d41402abc"  # in the grader's environment, never in feedback
+
+
+def _host_socket(path: Path) -> socket.socket:
+    """A Unix socket of the host's, listening, that no submission may reach."""
     server = socket.socket(socket.AF_UNIX)
-    server.bind(str(sock_path))
+    server.bind(str(path))
     server.listen(5)
     server.setblocking(False)
-    out = tmp_path / "out"
-    cases = corpus(course, out, str(sock_path))
-    subs = tmp_path / "subs"
-    for name, (content, *_) in cases.items():
-        _submit(subs, name, content)
-    guarded = sorted((ROOT / "nst").rglob("*.py")) + sorted(course.rglob("*"))
-    before = {p: p.read_bytes() for p in guarded if p.is_file()}
-    host_secret = "host-only-value-5d41402abc"
-    run = _grade(
-        course, subs, out, "--timeout", "3", "--wall", "120", "--memory-mb", "1000", "--jobs", "2",
-        NST_HOST_ONLY=host_secret,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "unchanged" in run.stdout
-    rows = _rows(out)
+    return server
+
+
+def _assert_scores(cases: Cases, rows: dict[str, dict[str, str]], out: Path) -> None:
+    """Each case has its exact score, status and note, and its feedback page."""
     assert sorted(rows) == sorted(cases)
     wrong = []
     for name, (_, total, status, note) in cases.items():
@@ -586,12 +670,52 @@ def test_corpus_scores_exactly(course, tmp_path):
             assert (out / "feedback" / f"{row['student']}.html").is_file()
     assert not wrong, "\n".join(wrong)
     assert rows["solution"]["note"] == "" and rows["stderr"]["note"] == ""
-
     # identity: distinct, traceable ids; the original name in its own column
     ids = [row["student"] for row in rows.values()]
     assert len(set(ids)) == len(ids)
     assert rows["张伟"]["student"] != rows["李娜"]["student"]
     assert all(i.isascii() and i.rsplit("-", 1)[1].isalnum() for i in ids)
+
+
+def _assert_nothing_leaked(cases: Cases, rows: dict, course: Path, out: Path) -> None:
+    """No feedback shows the grader's environment, its paths or the hidden tests."""
+    own = {r["student"] for n, r in rows.items() if str(course) in str(cases[n][0])}  # its own text
+    files = [*(out / "autograded").glob("*.ipynb"), *(out / "feedback").glob("*.html")]
+    text = "".join(p.read_text(encoding="utf-8") for p in files if p.stem not in own)
+    assert HOST_SECRET not in text and "test-secret" not in text, "the environment leaked"
+    assert str(ROOT) not in text and str(course) not in text, "an absolute host path leaked"
+    assert "BEGIN HIDDEN TESTS" not in text and "hidden_tests.run" not in text
+
+
+def _assert_attacks_refused(rows: dict, out: Path) -> None:
+    """What the hostile cells printed shows that each attack was refused."""
+    backdoor = _printed(out, rows["backdoor"])
+    assert "wrote" not in backdoor and backdoor.count("refused") == 7, backdoor
+    network = _printed(out, rows["network"])
+    assert network.count("no network") == 2 and "no host socket" in network, network
+    assert "connected" not in network, network
+    ptrace = _printed(out, rows["ptrace"])
+    assert [line.split()[1] for line in ptrace.splitlines()] == ["-1"] * 3, ptrace  # all refused
+    assert "refused: OSError" in _printed(out, rows["shm"])  # /dev/shm is a small tmpfs
+
+
+@pytest.mark.slow
+def test_corpus_scores_exactly(course, tmp_path):
+    _sandbox_or_skip()
+    server = _host_socket(tmp_path / "host.sock")
+    out = tmp_path / "out"
+    cases = corpus(course, out, str(tmp_path / "host.sock"))
+    subs = tmp_path / "subs"
+    for name, (content, *_) in cases.items():
+        _submit(subs, name, content)
+    guarded = sorted((ROOT / "nst").rglob("*.py")) + sorted(course.rglob("*"))
+    before = {p: p.read_bytes() for p in guarded if p.is_file()}
+    limits = ["--timeout", "3", "--wall", "120", "--memory-mb", "1000", "--jobs", "2"]
+    run = _grade(course, subs, out, *limits, NST_HOST_ONLY=HOST_SECRET)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "unchanged" in run.stdout
+    rows = _rows(out)
+    _assert_scores(cases, rows, out)
 
     # nothing changed, nothing survived, nothing reached the host
     time.sleep(7)  # the forger's detached process would write grades.csv after 6 s
@@ -602,20 +726,8 @@ def test_corpus_scores_exactly(course, tmp_path):
     with pytest.raises(BlockingIOError):
         server.accept()  # nobody connected to the host's Unix socket
     server.close()
-    own = {r["student"] for n, r in rows.items() if str(course) in str(cases[n][0])}  # its own text
-    files = [*(out / "autograded").glob("*.ipynb"), *(out / "feedback").glob("*.html")]
-    text = "".join(p.read_text(encoding="utf-8") for p in files if p.stem not in own)
-    assert host_secret not in text and "test-secret" not in text, "the environment leaked"
-    assert str(ROOT) not in text and str(course) not in text, "an absolute host path leaked"
-    assert "BEGIN HIDDEN TESTS" not in text and "hidden_tests.run" not in text
-    backdoor = _printed(out, rows["backdoor"])
-    assert "wrote" not in backdoor and backdoor.count("refused") == 7, backdoor
-    network = _printed(out, rows["network"])
-    assert network.count("no network") == 2 and "no host socket" in network, network
-    assert "connected" not in network, network
-    ptrace = _printed(out, rows["ptrace"])
-    assert [line.split()[1] for line in ptrace.splitlines()] == ["-1"] * 3, ptrace  # all refused
-    assert "refused: OSError" in _printed(out, rows["shm"])  # /dev/shm is a small tmpfs
+    _assert_nothing_leaked(cases, rows, course, out)
+    _assert_attacks_refused(rows, out)
 
 
 def _printed(out: Path, row: dict) -> str:
@@ -646,30 +758,39 @@ def test_outputs_are_read_back_as_data_only(tmp_path):
 
     import numpy as np
 
-    from nst.grading import MAX_OUTPUT_BYTES, load_outputs
+    from nst.grading import MAX_OUTPUT_BYTES, load_outputs, read_regular_file
+
+    def load(name: str) -> dict:
+        return load_outputs(read_regular_file(tmp_path / name, MAX_OUTPUT_BYTES))
 
     np.savez(tmp_path / "ok.npz", **{"visible.out": np.ones(3), "hidden.error": np.array("bug")})
-    assert load_outputs(tmp_path / "ok.npz")["hidden"]["error"] == "bug"
+    assert load("ok.npz")["hidden"]["error"] == "bug"
     np.savez(tmp_path / "obj.npz", **{"visible.out": np.array([{"a": 1}], dtype=object)})
     with pytest.raises(ValueError, match="pickle"):  # an object array needs pickle: refused
-        load_outputs(tmp_path / "obj.npz")
+        load("obj.npz")
     (tmp_path / "link.npz").symlink_to(tmp_path / "ok.npz")
     with pytest.raises(OSError):  # a symlink planted in the sandbox is not followed
-        load_outputs(tmp_path / "link.npz")
+        load("link.npz")
+    os.mkfifo(tmp_path / "fifo.npz")
+    with pytest.raises(ValueError, match="not a regular file"):  # and a FIFO does not block us
+        load("fifo.npz")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_regular_file(tmp_path / "ok.npz", 10)  # larger than the limit
     with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("visible.out.npy", b"\0" * (4 * MAX_OUTPUT_BYTES + 1))  # 256 MB of zeros
     assert (tmp_path / "bomb.npz").stat().st_size < 2**20
     with pytest.raises(ValueError, match="more than 256 MB"):
-        load_outputs(tmp_path / "bomb.npz")
+        load("bomb.npz")
 
 
 def test_student_ids_are_distinct_ascii_and_traceable():
     assert (
-        grade.safe_id("alice") == "alice-" + __import__("hashlib").sha256(b"alice").hexdigest()[:6]
+        collect.safe_id("alice")
+        == "alice-" + __import__("hashlib").sha256(b"alice").hexdigest()[:6]
     )
-    assert grade.safe_id("张伟") != grade.safe_id("李娜")
-    assert grade.safe_id("Zoë Müller").startswith("Zoe_Muller-")
-    assert grade.safe_id("../../etc").startswith("etc-")
+    assert collect.safe_id("张伟") != collect.safe_id("李娜")
+    assert collect.safe_id("Zoë Müller").startswith("Zoe_Muller-")
+    assert collect.safe_id("../../etc").startswith("etc-")
 
 
 def test_latest_download_prefers_the_highest_number_then_the_newest(tmp_path):
@@ -678,9 +799,9 @@ def test_latest_download_prefers_the_highest_number_then_the_newest(tmp_path):
         paths.append(tmp_path / name)
         paths[-1].write_text("{}")
         os.utime(paths[-1], (1e9 - i, 1e9 - i))  # the first is the newest
-    best, why = grade.latest_download(paths)
+    best, why = collect.latest_download(paths)
     assert best.name == "A1 (10).ipynb" and "highest download number (10)" in why
-    best, why = grade.latest_download([paths[0], paths[3]])
+    best, why = collect.latest_download([paths[0], paths[3]])
     assert best.name == "A1.ipynb" and "the newest" in why
 
 
@@ -716,10 +837,10 @@ def test_sandbox_command_lines():
 def test_without_a_sandbox_grading_refuses_in_one_sentence(course, tmp_path, monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     with pytest.raises(
-        grade.InputError, match="bubblewrap is not installed: run `sudo apt-get install bubblewrap`"
+        InputError, match="bubblewrap is not installed: run `sudo apt-get install bubblewrap`"
     ):
-        grade.sandbox_mode(unsafe=False)
-    assert grade.sandbox_mode(unsafe=True) == "unsafe"
+        worker.sandbox_mode(unsafe=False)
+    assert worker.sandbox_mode(unsafe=True) == "unsafe"
 
 
 def test_wall_limit_kills_a_submission_that_ignores_interrupts(course, tmp_path):
@@ -755,8 +876,8 @@ def test_bad_input_gives_one_sentence(course, tmp_path, args, message):
     subs = tmp_path / "subs"
     _submit(subs, "a", _read(course / "source" / "T1" / "T1.ipynb"))
     args = [a.format(subs=subs, missing=tmp_path / "nope") for a in args]
-    cmd = [sys.executable, str(GRADE), *args, "--out", str(tmp_path / "o"), "--course", str(course)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [*GRADE, *args, "--out", str(tmp_path / "o"), "--course", str(course)]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 1
     assert message in run.stderr and run.stderr.count("\n") == 1, run.stderr
 
@@ -777,6 +898,22 @@ def _submit_all(folder: Path, student: str, notebooks: dict[str, nbformat.Notebo
         _write(folder / student, f"{stem}.ipynb", nb)
 
 
+def _first_answer_calling_nst(nb: nbformat.NotebookNode) -> tuple[str, nbformat.NotebookNode]:
+    """The first exercise's function, and ``nb`` with it answered by calling nst's own."""
+    answer = next(c for c in nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code")
+    function = sorted(defined_functions(answer.source))[0]
+    reference = {"load_and_preprocess": "nst.load_image(path, long_side=long_side)"}.get(function)
+    calls = copy.deepcopy(nb)
+    args = ", ".join(a.arg for a in __import__("ast").parse(answer.source).body[-1].args.args)
+    body = reference or f"nst.{function}({args})"
+    if function == "make_closure":
+        body = "nst.optimize(gen_img, loss_fn, steps=1)"
+    calls.cells[
+        calls.cells.index(answer)
+    ].source = f"import nst as _n\nnst = _n\ndef {function}({args}):\n    return {body}"
+    return function, calls
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", REAL)
 def test_real_assignment_solution_full_marks_release_zero(name, tmp_path):
@@ -786,30 +923,20 @@ def test_real_assignment_solution_full_marks_release_zero(name, tmp_path):
     _submit_all(subs, "solution", source)
     _submit_all(subs, "release", _release_of(name))
     ((stem, nb),) = source.items()
-    answer = next(c for c in nb.cells if grade.nb_meta(c).get("solution") and c.cell_type == "code")
-    function = sorted(grade.defined_functions(answer.source))[0]
-    reference = {"load_and_preprocess": "nst.load_image(path, long_side=long_side)"}.get(function)
-    calls = copy.deepcopy(nb)  # the first exercise answered by calling nst's own function
-    args = ", ".join(a.arg for a in __import__("ast").parse(answer.source).body[-1].args.args)
-    body = reference or f"nst.{function}({args})"
-    if function == "make_closure":
-        body = "nst.optimize(gen_img, loss_fn, steps=1)"
-    calls.cells[
-        calls.cells.index(answer)
-    ].source = f"import nst as _n\nnst = _n\ndef {function}({args}):\n    return {body}"
+    function, calls = _first_answer_calling_nst(nb)
     _submit_all(subs, "calls_reference", {stem: calls})
     out = tmp_path / "out"
-    cmd = [sys.executable, str(GRADE), name, str(subs), "--out", str(out), "--jobs", "2"]
+    cmd = [*GRADE, name, str(subs), "--out", str(out), "--jobs", "2"]
     run = subprocess.run(
         cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NST_COURSE_SECRET": "x"}
     )
     assert run.returncode == 0, run.stdout + run.stderr
     rows = _rows(out)
     manual = sum(
-        grade.nb_meta(c)["points"]
+        nbgrader_meta(c)["points"]
         for nb in source.values()
         for c in nb.cells
-        if grade.nb_meta(c).get("grade") and grade.nb_meta(c).get("solution")
+        if nbgrader_meta(c).get("grade") and nbgrader_meta(c).get("solution")
     )
     assert float(rows["solution"]["total"]) == float(rows["solution"]["max"]) - manual, rows[
         "solution"
@@ -823,7 +950,7 @@ def test_real_assignment_solution_full_marks_release_zero(name, tmp_path):
     assert (rows["release"]["total"], rows["release"]["status"]) == ("0", "graded"), rows["release"]
     row = rows["calls_reference"]
     tests = (f"check_{function}", f"hidden_{function}")
-    metas = [grade.nb_meta(c) for c in nb.cells]
+    metas = [nbgrader_meta(c) for c in nb.cells]
     lost = sum(m.get("points", 0) for m in metas if m.get("grade_id") in tests)
     assert float(row["total"]) == float(rows["solution"]["total"]) - lost, row
     assert f"{function} calls nst's" in row["note"], row
@@ -849,11 +976,26 @@ REFERENCE_CALLS = {  # each exercise answered by nst's own function under anothe
 }
 
 
+CORE_CALLS = {  # answered by the nst helper that does the exercise's work, not its whole function
+    "content_loss": (
+        "from nst.losses import relative_squared_error as R\n    return R(gen_feats, content_feats)"
+    ),
+    "style_loss": (
+        "from nst.losses import gram_loss as R\n"
+        "    return sum(R(gen_feats[k], g) for k, g in style_grams.items()) / len(style_grams)"
+    ),
+    "make_closure": (
+        "from nst.optim import make_closure as R\n"
+        "    return R(optimizer, gen_img, loss_fn, history, range_weight=0.0)"
+    ),
+}
+
+
 def real_corpus(name: str) -> dict[str, tuple[object, float, str]]:
     """Honest and hostile submissions of a real assignment: {name: (notebook, score, note)}."""
     (source,) = [_read(p) for p in sorted((ASSIGNMENTS / "source" / name).glob("*.ipynb"))]
     (release,) = _release_of(name).values()
-    metas = [grade.nb_meta(c) for c in source.cells]
+    metas = [nbgrader_meta(c) for c in source.cells]
     manual = sum(m["points"] for m in metas if m.get("grade") and m.get("solution"))
     full = sum(m.get("points", 0) for m in metas if m.get("grade")) - manual
     answers = {
@@ -902,7 +1044,7 @@ def real_corpus(name: str) -> dict[str, tuple[object, float, str]]:
         ),
     }
     for gid, cell in answers.items():
-        (function,) = grade.defined_functions(cell.source)
+        (function,) = defined_functions(cell.source)
         header = cell.source[cell.source.index(f"def {function}(") :].split("\n", 1)[0]
         cheat = _set(filled, gid, f"{header}\n    {REFERENCE_CALLS[function]}")
         lost = sum(
@@ -911,6 +1053,9 @@ def real_corpus(name: str) -> dict[str, tuple[object, float, str]]:
             if m.get("grade_id") in (f"check_{function}", f"hidden_{function}")
         )
         cases[f"calls_{function}"] = (cheat, full - lost, f"{function} calls nst's")
+        if function in CORE_CALLS:
+            core = _set(filled, gid, f"{header}\n    {CORE_CALLS[function]}")
+            cases[f"calls_core_{function}"] = (core, full - lost, f"{function} calls nst's")
     return cases
 
 
@@ -924,7 +1069,7 @@ def test_real_assignment_corpus(name, tmp_path):
     for case, (nb, *_) in cases.items():
         _submit(subs, case, nb)
     out = tmp_path / "out"
-    cmd = [sys.executable, str(GRADE), name, str(subs), "--out", str(out), "--jobs", "2"]
+    cmd = [*GRADE, name, str(subs), "--out", str(out), "--jobs", "2"]
     run = subprocess.run(
         cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "NST_COURSE_SECRET": "x"}
     )
@@ -947,7 +1092,7 @@ def generic_corpus(source: nbformat.NotebookNode, release: nbformat.NotebookNode
     """Correct and broken versions of any nbgrader notebook, made by editing its cells."""
 
     def ids(nb, key):
-        return [grade.nb_meta(c)["grade_id"] for c in nb.cells if grade.nb_meta(c).get(key)]
+        return [nbgrader_meta(c)["grade_id"] for c in nb.cells if nbgrader_meta(c).get(key)]
 
     solutions = [g for g in ids(source, "solution") if g not in ids(source, "grade")]
     tests = ids(source, "grade")
@@ -1009,8 +1154,7 @@ def test_bench_grading(tmp_path):
     out = tmp_path / "out"
     timeout = os.environ.get("NST_BENCH_TIMEOUT", "60")
     cmd = [
-        sys.executable,
-        str(GRADE),
+        *GRADE,
         "A1",
         str(subs),
         "--out",

@@ -17,6 +17,7 @@ from nst.images import (
     MAX_PIXELS,
     check_image,
     load_image,
+    load_image_bytes,
     noise_like,
     pil_to_tensor,
     resize,
@@ -318,6 +319,57 @@ def test_pil_image_source() -> None:
     tensor = load_image(Image.new("LA", (3, 2), (0, 0)))
     _assert_image(tensor, 2, 3)
     assert tensor.min() == 1.0
+
+
+# ---------------------------------------------------------------------------
+# Bytes (an upload): the same checks and the same sentences as files
+# ---------------------------------------------------------------------------
+
+
+def _file_bytes(img: Image.Image, fmt: str) -> bytes:
+    """A PIL image as the bytes of a file in ``fmt``."""
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA", "P", "CMYK", "I;16", "1"])
+def test_bytes_of_any_mode(mode: str) -> None:
+    picture = Image.new("RGB", (40, 30), (200, 100, 50)).convert(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    _assert_image(load_image_bytes(_file_bytes(picture, fmt), f"odd.{fmt.lower()}"), 30, 40)
+
+
+@pytest.mark.parametrize(
+    "file_bytes, words",
+    [
+        (b"", ["empty"]),
+        (b"%PDF-1.4 not an image at all", ["not an image", ".jpg"]),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 40, ["not an image"]),  # a JPEG header, nothing else
+    ],
+    ids=["empty", "text", "broken-jpeg"],
+)
+def test_bad_bytes_one_sentence(file_bytes: bytes, words: list[str]) -> None:
+    with pytest.raises(ImageError) as err:
+        load_image_bytes(file_bytes, "my file.jpg")
+    _assert_one_sentence(err, "'my file.jpg'", *words)
+
+
+def test_truncated_bytes() -> None:
+    whole = _file_bytes(_gradient(64, 64), "JPEG")
+    with pytest.raises(ImageError) as err:
+        load_image_bytes(whole[: len(whole) // 2], "cut.jpg")
+    _assert_one_sentence(err, "'cut.jpg'", "damaged")
+
+
+def test_bytes_above_max_pixels_or_pillows_limit(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as err:
+        load_image_bytes(_file_bytes(_gradient(100, 100), "PNG"), "many.png", max_pixels=5_000)
+    _assert_one_sentence(err, "'many.png'", "megapixels", "100x100")
+    bomb = _png_header_only(tmp_path / "bomb.png", 30000, 30000).read_bytes()  # 900 megapixels
+    with pytest.raises(ImageError) as err:
+        load_image_bytes(bomb, "bomb.png", max_pixels=10**10)
+    _assert_one_sentence(err, "'bomb.png'", "safety limit")
 
 
 def test_long_side_resizing(tmp_path: Path) -> None:

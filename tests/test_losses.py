@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nst.data import content_path, style_path
 from nst.errors import NSTError
 from nst.images import load_image, noise_like
 from nst.losses import (
-    StyleLayerLoss,
     content_loss,
     gram_matrix,
     make_loss_fn,
@@ -209,22 +207,6 @@ def test_make_loss_fn_gradient_reaches_gen_img(model, content64, style64) -> Non
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("amp", [None, torch.bfloat16])
-def test_make_loss_fn_hand_gradient_matches(model, content64, style64, amp) -> None:
-    grads, outs = [], []
-    for hand in (False, True):
-        loss_fn = make_loss_fn(model, content64, style64, tv_weight=1.0, autocast_dtype=amp,
-                               hand_gradient=hand)  # fmt: skip
-        gen = noise_like(content64, seed=5).requires_grad_(True)
-        out = loss_fn(gen)
-        out["total"].backward()
-        outs.append({k: float(v.detach()) for k, v in out.items()})
-        grads.append(gen.grad)
-    assert outs[1] == pytest.approx(outs[0], rel=1e-5)  # the same fp32 losses
-    cosine = F.cosine_similarity(grads[0].flatten(), grads[1].flatten(), dim=0)
-    assert cosine > (0.99999 if amp is None else 0.999), float(cosine)
-
-
 def test_make_loss_fn_errors(model, content64, style64) -> None:
     with pytest.raises(NSTError, match="content_img, a style_img, or both"):
         make_loss_fn(model, None, None)
@@ -264,44 +246,3 @@ def test_tv_loss_of_a_one_pixel_high_image_is_finite() -> None:
     # Only horizontal neighbours: differences 1 and -1 -> mean square 1.
     assert tv_loss(img).item() == pytest.approx(1.0)
     assert tv_loss(torch.zeros(1, 3, 1, 1)).item() == 0.0
-
-
-# ---------------------------------------------------------------------------
-# StyleLayerLoss: the style loss with its gradient written by hand (lesson 05)
-# ---------------------------------------------------------------------------
-
-
-def test_hand_gradient_passes_gradcheck() -> None:
-    feats = torch.rand(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
-    target = gram_matrix(torch.rand(1, 3, 4, 5, dtype=torch.float64))  # (1,3,3), symmetric
-    assert torch.autograd.gradcheck(lambda f: StyleLayerLoss.apply(f, target), (feats,))
-
-
-def test_hand_gradient_same_value_and_gradient_as_autograd() -> None:
-    gen = {"a": torch.rand(1, 4, 6, 6), "b": torch.rand(1, 8, 3, 3)}
-    targets = {name: gram_matrix(torch.rand_like(f)) for name, f in gen.items()}
-    results = []
-    for hand in (False, True):
-        feats = {name: f.clone().requires_grad_(True) for name, f in gen.items()}
-        loss = style_loss(feats, targets, {"a": 0.3, "b": 2.0}, hand_gradient=hand)
-        loss.backward()
-        results.append((loss.detach(), {name: f.grad for name, f in feats.items()}))
-    (loss_auto, grads_auto), (loss_hand, grads_hand) = results
-    torch.testing.assert_close(loss_hand, loss_auto)
-    for name in gen:
-        torch.testing.assert_close(grads_hand[name], grads_auto[name])
-
-
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_hand_gradient_in_low_precision_keeps_dtype_and_direction(dtype) -> None:
-    torch.manual_seed(0)
-    feats32 = torch.rand(1, 16, 32, 32)
-    target = gram_matrix(torch.rand(1, 16, 32, 32))
-    auto = feats32.clone().requires_grad_(True)
-    style_loss({"a": auto}, {"a": target}).backward()
-    low = feats32.to(dtype).requires_grad_(True)
-    loss = style_loss({"a": low}, {"a": target}, hand_gradient=True)
-    loss.backward()
-    assert loss.dtype == torch.float32 and low.grad.dtype == dtype
-    cosine = F.cosine_similarity(low.grad.float().flatten(), auto.grad.flatten(), dim=0)
-    assert cosine > 0.999, float(cosine)

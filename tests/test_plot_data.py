@@ -250,3 +250,14 @@ def test_plot_losses_log_axis_ignores_a_start_at_zero() -> None:
     fig = plot_losses(history, keys=["content"])
     assert fig.axes[0].get_ylim()[0] >= 0.7e-4  # not stretched down to 1e-7
     assert list(fig.axes[0].get_lines()[0].get_xdata()) == [2, 3, 4]  # the 0 is not plotted
+
+
+def test_show_source_refuses_a_source_that_is_not_the_objects(monkeypatch) -> None:
+    from nst.losses import gram_matrix
+    from nst.plot import show_source
+
+    assert show_source(gram_matrix).data.startswith("def gram_matrix(")
+    # what inspect reads once the file was edited under a running kernel: code at the old lines
+    monkeypatch.setattr("inspect.getsource", lambda obj: "def release_free_memory() -> None:\n")
+    with pytest.raises(NSTError, match="restart the kernel to show gram_matrix"):
+        show_source(gram_matrix)

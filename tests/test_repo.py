@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -13,20 +12,12 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
+from tools import colab_cells
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 NO_NOTEBOOKS = "no notebooks/NN_*.ipynb yet"
-
-
-def _load_colab_cells():
-    spec = importlib.util.spec_from_file_location("colab_cells", ROOT / "tools" / "colab_cells.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-colab_cells = _load_colab_cells()
 
 
 def each_notebook(test):
@@ -48,7 +39,7 @@ def test_colab_cells_up_to_date():
     if not NOTEBOOKS:
         pytest.skip(NO_NOTEBOOKS)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "colab_cells.py"), "--check"],
+        [sys.executable, "-m", "tools.colab_cells", "--check"],
         capture_output=True,
         text=True,
         cwd=ROOT,

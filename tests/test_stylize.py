@@ -1,9 +1,8 @@
-"""nst.metrics, nst.color, nst.stylize and nst.bench: numbers and behaviour, on small images."""
+"""nst.metrics, nst.color, nst.stylize and tools.bench: numbers and behaviour, on small images."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import cv2
 import pytest
@@ -11,18 +10,16 @@ import torch
 
 import nst
 from nst import color, metrics
-from nst.bench import restart_image, row_at, seconds_per_step, summarize
 from nst.images import resize, shuffle_tiles
 from nst.losses import gram_matrix, make_loss_fn, style_targets
+from nst.metrics import row_at, seconds_per_step
 from nst.recipe import (
-    _malloc_trim,
-    autocast_dtype,
-    release_free_memory,
     scale_sizes,
     split_steps,
     stylize,
     upsample_with_detail,
 )
+from tools.bench import restart_image, summarize
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -136,8 +133,9 @@ def test_style_targets_blend_is_the_weighted_gram_average(model, content64, styl
 
 def test_zero_weight_layers_are_skipped_and_autocast_keeps_fp32_losses(model, content64, style64):
     weights = {"relu1_1": 1.0, "relu2_1": 0.0}
-    fn = make_loss_fn(model, content64, style64, style_layers=["relu1_1", "relu2_1"],
-                      layer_weights=weights)  # fmt: skip
+    fn = make_loss_fn(
+        model, content64, style64, style_layers=["relu1_1", "relu2_1"], layer_weights=weights
+    )
     only = make_loss_fn(model, content64, style64, style_layers=["relu1_1"])
     assert float(fn(content64)["style"]) == pytest.approx(float(only(content64)["style"]))
     low = make_loss_fn(model, content64, style64, autocast_dtype=torch.bfloat16)(content64)
@@ -157,7 +155,7 @@ def test_scale_sizes_and_split_steps():
     assert split_steps(80, 3) == [24, 24, 32]
     assert split_steps(7, 2) == [3, 4]
     assert sum(split_steps(33, 3)) == 33
-    with pytest.raises(nst.NSTError, match="too few"):
+    with pytest.raises(nst.NSTError, match="at least 3 \\(one per size"):
         split_steps(2, 3)
 
 
@@ -174,17 +172,10 @@ def test_upsample_with_detail_restores_the_photos_fine_detail(content64):
     assert torch.allclose(blurry, plain.clamp(0, 1))
 
 
-def test_autocast_dtype_defaults():
-    assert autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
-    assert autocast_dtype("auto", torch.device("cuda")) == torch.float16
-    assert autocast_dtype("fp32", torch.device("cpu")) is None
-    with pytest.raises(nst.NSTError, match="precision"):
-        autocast_dtype("int8", torch.device("cpu"))
-
-
 def test_stylize_goes_coarse_to_fine_and_lowers_the_style_distance(model, content64, style64):
-    img, history = stylize(content64, style64, size=64, sizes=[32, 64], steps=20, model=model,
-                           progress=False)  # fmt: skip
+    img, history = stylize(
+        content64, style64, size=64, sizes=[32, 64], steps=20, model=model, progress=False
+    )
     assert img.shape == content64.shape and 0 <= float(img.min()) and float(img.max()) <= 1
     assert [row["step"] for row in history] == list(range(1, 21))
     assert [row["size"] for row in history] == [32] * 9 + [64] * 11
@@ -216,26 +207,16 @@ def test_stylize_callback_can_stop_the_run(model, content64, style64):
         return len(seen) == 3
 
     img, history = stylize(
-        content64, style64, size=64, sizes=[32, 64], steps=20, model=model, progress=False,
+        content64,
+        style64,
+        size=64,
+        sizes=[32, 64],
+        steps=20,
+        model=model,
+        progress=False,
         callback=stop_after_three,
-    )  # fmt: skip
+    )
     assert len(history) == 3 and img.shape[-1] == 32  # stopped at the first size
-
-
-def _rss_mb() -> float:
-    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-@pytest.mark.skipif(_malloc_trim() is None, reason="needs Linux with glibc (malloc_trim)")
-def test_release_free_memory_gives_a_fragmented_heap_back():
-    # 100 kB blocks (below glibc's mmap threshold: on the heap); every other one is freed, so each
-    # freed block lies between two live ones: free() cannot give it back, only malloc_trim can.
-    blocks = [bytearray(100_000) for _ in range(4000)]
-    del blocks[::2]  # 200 MB freed in 2000 holes
-    before = _rss_mb()
-    release_free_memory()
-    assert before - _rss_mb() > 100, (before, _rss_mb())  # without the trim: about 0
-    assert len(blocks) == 2000
 
 
 @pytest.mark.parametrize(
@@ -332,9 +313,19 @@ def test_show_tradeoff_draws_labelled_points():
 
 def test_bench_runs_end_to_end(tmp_path, run_python):
     out = tmp_path / "bench"
-    args = ["--size", "32", "--classic-steps", "6", "--steps", "4", "--restart-steps", "4",
-            "--out", str(out)]  # fmt: skip
-    code = f"import sys; from nst.bench import main; sys.exit(main({args!r}))"
+    args = [
+        "--size",
+        "32",
+        "--classic-steps",
+        "6",
+        "--steps",
+        "4",
+        "--restart-steps",
+        "4",
+        "--out",
+        str(out),
+    ]
+    code = f"import sys; from tools.bench import main; sys.exit(main({args!r}))"
     result = run_python(code, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "peak RSS" in result.stdout and "classic" in result.stdout
@@ -361,3 +352,29 @@ def test_restart_image_is_the_result_shrunk_and_enlarged_with_the_photos_detail(
     # Close to the result (its coarse part), but not equal: the finest detail is the photo's.
     plain = result8.float() / 255
     assert 0 < (start - plain).abs().mean() < (content64 - plain).abs().mean()
+
+
+def test_stylize_starts_from_init_resized_to_the_photo(model, content64, style64):
+    start = torch.full((1, 3, 20, 30), 0.5)  # another size and shape than the photo
+    seen = []
+
+    def first_image(row, img):
+        seen.append(img.clone())
+        return True  # stop after the first step
+
+    img, history = stylize(
+        content64,
+        style64,
+        sizes=[64],
+        steps=3,
+        model=model,
+        init=start,
+        progress=False,
+        callback=first_image,
+        optimizer="adam",
+    )
+    assert img.shape == content64.shape and len(history) == 1
+    # the first evaluation sees the start image itself, not the photo
+    assert (seen[0] - 0.5).abs().max() < 1e-6
+    with pytest.raises(nst.NSTError, match="init"):
+        stylize(content64, style64, sizes=[64], steps=2, model=model, init=torch.rand(3, 8, 8))

@@ -285,8 +285,12 @@ def test_our_builder_makes_torchvisions_layers(tv_features: nn.Sequential) -> No
         assert type(a) is type(b), index
         if isinstance(a, nn.Conv2d):
             assert (a.in_channels, a.out_channels, a.kernel_size, a.stride, a.padding) == (
-                b.in_channels, b.out_channels, b.kernel_size, b.stride, b.padding
-            ), index  # fmt: skip
+                b.in_channels,
+                b.out_channels,
+                b.kernel_size,
+                b.stride,
+                b.padding,
+            ), index
         elif isinstance(a, nn.MaxPool2d):
             assert (a.kernel_size, a.stride) == (b.kernel_size, b.stride), index
             assert a.ceil_mode and not b.ceil_mode, index  # ours rounds up, as Caffe does
@@ -403,8 +407,10 @@ def test_empty_layer_list_is_one_sentence(model: nn.Module) -> None:
         extract_features(model, torch.rand(1, 3, 8, 8), [])
 
 
-@pytest.mark.parametrize(("layer", "expected"), [("conv1_1", (3, 1)), ("conv2_2", (14, 2)),
-                                                 ("relu4_2", (84, 8)), ("pool5", (268, 32))])
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [("conv1_1", (3, 1)), ("conv2_2", (14, 2)), ("relu4_2", (84, 8)), ("pool5", (268, 32))],
+)
 def test_receptive_field_is_the_patch_one_position_sees(layer: str, expected: tuple) -> None:
     assert nst.vgg.receptive_field(layer) == expected  # 268 px at pool5: VGG19's known value
     # The same by gradient: in VGG19's layout with all-ones 3x3 filters, average pooling and no

@@ -3,8 +3,8 @@
 This repository is public and its CI grades the reference solutions, so the solutions and hidden
 tests of assignments/source/ are public too. A course that wants them private keeps them apart:
 
-    python tools/course_kit.py student-repo DEST     # make student-repo: the tree students clone
-    python tools/course_kit.py instructor-kit DEST   # make instructor-kit: sources + hidden tests
+    python -m tools.course_kit student-repo DEST     # make student-repo: the tree students clone
+    python -m tools.course_kit instructor-kit DEST   # make instructor-kit: sources + hidden tests
 
 ``student-repo`` copies every file git tracks except INSTRUCTOR_ONLY (assignments/source/, every
 hidden_tests.py, the grading tests that hold a tiny assignment's solutions), then checks that no
@@ -22,7 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tools.common import ROOT
+
 INSTRUCTOR_ONLY = [  # git-style paths: what students never receive (the Colab cell skips them too)
     "assignments/source/",
     "**/hidden_tests.py",
@@ -87,10 +88,12 @@ def instructor_kit(dest: Path, root: Path = ROOT) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["student-repo", "instructor-kit"])
-    p.add_argument("dest", type=Path, help="a folder that does not exist yet, or is empty")
-    args = p.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.course_kit", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("what", choices=["student-repo", "instructor-kit"])
+    parser.add_argument("dest", type=Path, help="a folder that does not exist yet, or is empty")
+    args = parser.parse_args(argv)
     if args.dest.exists() and any(args.dest.iterdir()):
         print(f"error: {args.dest} is not empty; give a new folder.", file=sys.stderr)
         return 1

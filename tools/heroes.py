@@ -7,9 +7,9 @@ it; tests/test_freshness.py fails when they change). Then README.md's table of t
 ``<!-- heroes:start -->`` and ``<!-- heroes:end -->``, is rewritten from the JSON files. About 10
 minutes on 2 CPU cores.
 
-    python tools/heroes.py                      # all of them
-    python tools/heroes.py chelsea_great_wave   # only these
-    python tools/heroes.py --table-only         # only rewrite README's table
+    python -m tools.heroes                      # all of them
+    python -m tools.heroes chelsea_great_wave   # only these
+    python -m tools.heroes --table-only         # only rewrite README's table
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ import datetime
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-# Run as a script, this file's folder (tools/) is on sys.path.
-from run_notebooks import README, machine_description
-
 import nst
 from nst import metrics, provenance
+from tools.common import README, ROOT, machine_description
 
-OUT = Path(__file__).resolve().parent.parent / "docs" / "heroes"
+OUT = ROOT / "docs" / "heroes"
 SIZE = 512
 STEPS = 150
 # (photo, painting, stylize options): two of the first write-ups' paintings on one photo, then
@@ -98,8 +95,11 @@ def readme_table() -> str:
     rows = ["| | |", "| --- | --- |"]
     for left, right in zip(infos[::2], infos[1::2] + [None]):
         pair = [i for i in (left, right) if i]
-        images = [f"![{TITLES[i['photo']]} as {TITLES[i['painting']]}](docs/heroes/"
-                  f"{i['photo']}_{i['painting']}.jpg)" for i in pair]
+        images = [
+            f"![{TITLES[i['photo']]} as {TITLES[i['painting']]}](docs/heroes/"
+            f"{i['photo']}_{i['painting']}.jpg)"
+            for i in pair
+        ]
         rows.append("| " + " | ".join(images + [""] * (2 - len(pair))) + " |")
         rows.append("| " + " | ".join([caption(i) for i in pair] + [""] * (2 - len(pair))) + " |")
     first = infos[0] if infos else {"machine": "-", "date": "-"}
@@ -136,14 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     for photo, painting, options in pairs:
         info = render(photo, painting, options, model)
         used = [nst.data.content_path(photo), nst.data.style_path(painting)]
-        files = provenance.imported_nst_files() + [
-            p.relative_to(provenance.ROOT).as_posix() for p in used
-        ]
-        info["executed_from"] = provenance.record(files)
+        info["executed_from"] = provenance.run_record(used)
         path = OUT / f"{photo}_{painting}.json"
         path.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-        print(f"{path.name}: {info['seconds']} s, content {info['content_distance']}, style "
-              f"{info['style_distance']}", flush=True)
+        print(
+            f"{path.name}: {info['seconds']} s, content {info['content_distance']}, style "
+            f"{info['style_distance']}",
+            flush=True,
+        )
     rewrite_readme()
     print(f"updated the table of results in {README.name}")
     return 0

@@ -9,34 +9,33 @@ The sources, assignments/source/<A>/<A>_*.ipynb, hold the solutions between the 
 2. names each exercise in its stub: the first line of every solution cell is a marker comment
    ``# Exercise N: <what to write>``, and the stub's ``raise NotImplementedError("Exercise")``
    becomes ``raise NotImplementedError("Exercise N: <what to write>")``;
-3. puts the Open-in-Colab badge and the Colab set-up cell (tools/colab_cells.py) first, the set-up
-   cell moving into assignments/release/<A>/ of the clone, and removes every output;
+3. puts the Open-in-Colab badge and the Colab set-up cell (tools/colab_cells.py) first, both for
+   the folder assignments/release/<A>/, and removes every output;
 4. writes assignments/release/<A>/, removing files that are no longer generated.
 
-    python tools/make_assignments.py            # regenerate every assignment
-    python tools/make_assignments.py A2         # only these
-    python tools/make_assignments.py --check    # change nothing; exit 1 if release/ is out of date
+    python -m tools.make_assignments            # regenerate every assignment
+    python -m tools.make_assignments A2         # only these
+    python -m tools.make_assignments --check    # change nothing; exit 1 if release/ is out of date
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import nbformat
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from colab_cells import badge_cell, colab_url, repo_url, setup_cell  # noqa: E402
+from tools.colab_cells import badge_cell, repo_url, setup_cell
+from tools.common import ROOT, files_under, notebook_text
+from tools.grading.model import InputError
+from tools.grading.reference import generate_release
 
-ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "assignments"
-CONFIG = "nbgrader_config.py"
-STUB = 'raise NotImplementedError("Exercise")'  # the end of ClearSolutions.code_stub in CONFIG
+# The end of ClearSolutions.code_stub in assignments/nbgrader_config.py.
+STUB = 'raise NotImplementedError("Exercise")'
 MARKER = re.compile(r"^#\s*(Exercise \d+: .+?)\s*$")  # first line of a solution cell
 
 
@@ -46,21 +45,11 @@ def assignment_names(course: Path = COURSE) -> list[str]:
 
 
 def run_nbgrader(assignment: str, course: Path, workdir: Path) -> Path:
-    """Run nbgrader generate_assignment on a copy of the course in ``workdir``; its release/<A>."""
-    shutil.copy(course / CONFIG, workdir / CONFIG)  # its root is the folder it sits in: workdir
-    shutil.copytree(
-        course / "source" / assignment,
-        workdir / "source" / assignment,
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", "hidden_tests.py"),
-    )
-    command = [sys.executable, "-m", "nbgrader", "generate_assignment", assignment]
-    command += ["--force", "--no-db", f"--CourseDirectory.root={workdir}"]
-    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(
-            f"nbgrader generate_assignment {assignment} failed:\n{done.stderr[-3000:]}"
-        )
-    return workdir / "release" / assignment
+    """nbgrader's release/<assignment> made in ``workdir`` (the grader's way: tools/grading)."""
+    try:
+        return generate_release(course / "source" / assignment, assignment, course, workdir / "c")
+    except InputError as err:
+        raise SystemExit(str(err)) from None
 
 
 def _quoted(text: str) -> str:
@@ -88,25 +77,9 @@ def name_stubs(nb: nbformat.NotebookNode, where: str) -> None:
         cell.metadata["nbgrader"]["checksum"] = compute_checksum(cell)
 
 
-def assignment_setup_cell(url: str, assignment: str) -> nbformat.NotebookNode:
-    """The lessons' Colab set-up cell, but moving into assignments/release/<A>/, not notebooks/."""
-    cell = setup_cell(url)
-    lessons, here = '"/content/nst/notebooks"', f'"/content/nst/assignments/release/{assignment}"'
-    if lessons not in cell.source:
-        raise SystemExit("tools/colab_cells.py's set-up cell no longer moves into notebooks/")
-    cell.source = cell.source.replace(lessons, here)
-    return cell
-
-
-def assignment_badge_cell(url: str, assignment: str, filename: str) -> nbformat.NotebookNode:
-    """The Open-in-Colab badge for assignments/release/<A>/<filename>."""
-    cell = badge_cell(url, filename)
-    lesson_url = colab_url(url, filename)
-    release_url = lesson_url.replace(
-        f"/notebooks/{filename}", f"/assignments/release/{assignment}/{filename}"
-    )
-    cell.source = cell.source.replace(lesson_url, release_url)
-    return cell
+def release_folder(assignment: str) -> str:
+    """Where an assignment's student notebooks are in the repository (and in a Colab clone)."""
+    return f"assignments/release/{assignment}"
 
 
 def student_version(
@@ -118,19 +91,15 @@ def student_version(
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-    setup = assignment_setup_cell(url, assignment)
-    nb.cells = [assignment_badge_cell(url, assignment, filename), setup, *nb.cells]
+    folder = release_folder(assignment)
+    nb.cells = [badge_cell(url, filename, folder), setup_cell(url, folder), *nb.cells]
     return nb
 
 
-def notebook_text(nb: nbformat.NotebookNode) -> str:
-    """The notebook as Jupyter writes it: JSON indented by 1, sorted keys, a trailing newline."""
-    text = nbformat.writes(nb)
-    return text if text.endswith("\n") else text + "\n"
-
-
-def generate(assignment: str, course: Path = COURSE, url: str | None = None) -> dict[str, bytes]:
-    """The files of release/<assignment>/ as they should be: {relative path: content}."""
+def release_files(
+    assignment: str, course: Path = COURSE, url: str | None = None
+) -> dict[str, bytes]:
+    """The files release/<assignment>/ should hold: {relative path: content}."""
     url = url or repo_url()
     files = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,30 +107,17 @@ def generate(assignment: str, course: Path = COURSE, url: str | None = None) -> 
         for path in sorted(p for p in release.rglob("*") if p.is_file()):
             relative = path.relative_to(release).as_posix()
             if path.suffix == ".ipynb":
-                nb = nbformat.read(path, as_version=4)
-                nb = student_version(nb, url, assignment, path.name)
+                nb = student_version(nbformat.read(path, as_version=4), url, assignment, path.name)
                 files[relative] = notebook_text(nb).encode("utf-8")
             else:
                 files[relative] = path.read_bytes()
     return files
 
 
-def current(assignment: str, course: Path = COURSE) -> dict[str, bytes]:
-    """The files now in release/<assignment>/: {relative path: content}."""
+def write_release(assignment: str, files: dict[str, bytes], course: Path = COURSE) -> None:
+    """Make release/<assignment>/ hold exactly ``files``, removing the files no longer made."""
     folder = course / "release" / assignment
-    if not folder.is_dir():
-        return {}
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and ".ipynb_checkpoints" not in p.parts
-    }
-
-
-def write(assignment: str, files: dict[str, bytes], course: Path = COURSE) -> None:
-    """Make release/<assignment>/ hold exactly ``files``."""
-    folder = course / "release" / assignment
-    for relative in set(current(assignment, course)) - set(files):
+    for relative in set(files_under(folder)) - set(files):
         (folder / relative).unlink()
     for relative, content in files.items():
         path = folder / relative
@@ -170,8 +126,28 @@ def write(assignment: str, files: dict[str, bytes], course: Path = COURSE) -> No
             path.write_bytes(content)
 
 
+def update(names: list[str], *, check: bool) -> list[str]:
+    """Regenerate each assignment's release (or, with ``check``, only compare); the stale ones."""
+    url = repo_url()
+    stale = []
+    for name in names:
+        files = release_files(name, url=url)
+        if files == files_under(COURSE / "release" / name):
+            print(f"up to date  release/{name}")
+        elif check:
+            stale.append(name)
+            print(f"OUT OF DATE release/{name}")
+        else:
+            write_release(name, files)
+            print(f"written     release/{name} ({', '.join(sorted(files))})")
+    return stale
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.make_assignments", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("assignments", nargs="*", help="e.g. A1 (default: all of source/)")
     parser.add_argument(
         "--check", action="store_true", help="change nothing; exit 1 if release/ is out of date"
@@ -182,20 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"no such assignment in {COURSE / 'source'}: {', '.join(unknown)}")
         return 1
-    url = repo_url()
-    stale = []
-    for name in names:
-        files = generate(name, url=url)
-        if files == current(name):
-            print(f"up to date  release/{name}")
-        elif args.check:
-            stale.append(name)
-            print(f"OUT OF DATE release/{name}")
-        else:
-            write(name, files)
-            print(f"written     release/{name} ({', '.join(sorted(files))})")
-    if stale:
-        print("run `python tools/make_assignments.py` to regenerate")
+    if update(names, check=args.check):
+        print("run `python -m tools.make_assignments` to regenerate")
         return 1
     return 0
 

@@ -6,11 +6,11 @@ folder as working directory, and save it with its outputs and figures. The wall 
 notebooks/timings.json, and README.md's table between ``<!-- lessons-table:start -->`` and
 ``<!-- lessons-table:end -->`` is rewritten from them.
 
-    python tools/run_notebooks.py                  # all of them (what `make notebooks` runs)
-    python tools/run_notebooks.py notebooks/01_vgg19_activations.ipynb   # only these;
+    python -m tools.run_notebooks                  # all of them (what `make notebooks` runs)
+    python -m tools.run_notebooks notebooks/01_vgg19_activations.ipynb   # only these;
                                                    # the others keep their recorded times
-    python tools/run_notebooks.py --stale          # only those whose record is out of date
-    python tools/run_notebooks.py --table-only     # only rewrite README's table
+    python -m tools.run_notebooks --stale          # only those whose record is out of date
+    python -m tools.run_notebooks --table-only     # only rewrite README's table
 
 After a successful run whose code cells ran once each, in order, the notebook's metadata gets
 ``nst.executed_from`` (``nst.provenance.record``): a hash over the ``nst`` modules the kernel had
@@ -26,21 +26,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 
-# Run as a script, this file's folder (tools/) is on sys.path.
-from colab_cells import NOTEBOOK_GLOB, NOTEBOOKS, ROOT, is_badge_cell, stamp, write_notebook
-
 from nst import provenance
+from tools.colab_cells import NOTEBOOK_GLOB, is_badge_cell, stamp
+from tools.common import (
+    NOTEBOOKS,
+    README,
+    machine_description,
+    relative_to_root,
+    write_notebook,
+)
 
-README = ROOT / "README.md"
 TIMINGS = NOTEBOOKS / "timings.json"
 TABLE_START = "<!-- lessons-table:start -->"
 TABLE_END = "<!-- lessons-table:end -->"
@@ -54,85 +55,66 @@ class NotebookFailed(Exception):
     pass
 
 
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # what `nproc` says: the cores we may use
-    except AttributeError:
-        return os.cpu_count() or 1
+def _failure(path: Path, nb: nbformat.NotebookNode, index: int | None, error: Exception) -> str:
+    """Which cell of ``path`` failed (its first lines) and why, counting cells from 0."""
+    cell = nb.cells[index] if index is not None else {}
+    label = f"cell {index} (In [{cell.get('execution_count') or ' '}])"
+    preview = "\n".join("    " + line for line in cell.get("source", "").splitlines()[:8])
+    if hasattr(error, "ename"):  # nbconvert's CellExecutionError: the cell raised
+        what = f"{error.ename}: {error.evalue}"
+    elif isinstance(error, TimeoutError):  # nbclient's CellTimeoutError is one
+        what = f"ran past {TIMEOUT_S} s"
+    else:
+        what = f"the kernel died ({error})"
+    where = f"{relative_to_root(path)} failed in {label}, counting cells from 0 (the badge)"
+    return f"{where}:\n{preview}\n{what}"
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return re.sub(r"\s+", " ", line.split(":", 1)[1]).strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def machine_description() -> str:
-    """E.g. '2-core CPU (Intel(R) Xeon(R) ...), no GPU, torch 2.14.1'."""
-    try:
-        import torch
-
-        gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-        version = torch.__version__
-    except ImportError:
-        gpu, version = "no GPU", "not installed"
-    return f"{cpu_count()}-core CPU ({cpu_name()}), {gpu}, torch {version}"
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
-def execute(path: Path) -> float:
-    """Run notebook ``path`` in place; its wall time in seconds. NotebookFailed if a cell fails."""
+def _run_cells(nb: nbformat.NotebookNode, path: Path) -> float:
+    """Run every cell of ``nb`` in a fresh kernel in ``path``'s folder; the wall time in seconds."""
     from nbclient.exceptions import DeadKernelError
     from nbconvert.preprocessors import CellExecutionError, ExecutePreprocessor
 
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("widgets", None)  # the kernel stores the widgets of this run, if it makes any
-    nb.cells.append(nbformat.v4.new_code_cell(IMPORTED))
-    ep = ExecutePreprocessor(timeout=TIMEOUT_S, kernel_name="python3", record_timing=False)
-    current = {"index": None}
+    runner = ExecutePreprocessor(timeout=TIMEOUT_S, kernel_name="python3", record_timing=False)
+    running = {"index": None}  # the cell being run, for the message if it fails
 
-    def on_cell_start(cell, cell_index, **_):
-        current["index"] = cell_index
+    def on_cell_start(cell: nbformat.NotebookNode, cell_index: int, **_: object) -> None:
+        running["index"] = cell_index
 
-    ep.on_cell_start = on_cell_start
+    runner.on_cell_start = on_cell_start
     start = time.perf_counter()
     try:
-        ep.preprocess(nb, {"metadata": {"path": str(path.parent)}})
+        runner.preprocess(nb, {"metadata": {"path": str(path.parent)}})
     except (CellExecutionError, TimeoutError, DeadKernelError) as error:
-        # nbclient's CellTimeoutError is a TimeoutError
-        index = current["index"]
-        cell = nb.cells[index] if index is not None else {}
-        label = f"cell {index} (In [{cell.get('execution_count') or ' '}])"
-        preview = "\n".join("    " + line for line in cell.get("source", "").splitlines()[:8])
-        if isinstance(error, CellExecutionError):
-            what = f"{error.ename}: {error.evalue}"
-        elif isinstance(error, TimeoutError):
-            what = f"ran past {TIMEOUT_S} s"
-        else:
-            what = f"the kernel died ({error})"
-        raise NotebookFailed(
-            f"{_rel(path)} failed in {label}, counting cells from 0 (the badge):\n{preview}\n{what}"
-        ) from None
-    seconds = time.perf_counter() - start
-    query = nb.cells.pop()  # the IMPORTED cell, added below: not part of the lesson
+        raise NotebookFailed(_failure(path, nb, running["index"], error)) from None
+    return time.perf_counter() - start
+
+
+def _record_run(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Store in ``nb``'s metadata what it ran from; NotebookFailed unless its cells ran in order.
+
+    The last cell is the IMPORTED query, which execute() added: it is taken out again.
+    """
+    query = nb.cells.pop()
     nst_files = "".join(o.get("text", "") for o in query.outputs).split()
     code = [c for c in nb.cells if c.cell_type == "code"]
     counts = [c.execution_count for c in code]
     if counts != list(range(1, len(code) + 1)) or not nst_files:
-        raise NotebookFailed(f"{_rel(path)}: cells did not run once each, in order: {counts}")
+        raise NotebookFailed(
+            f"{relative_to_root(path)}: cells did not run once each, in order: {counts}"
+        )
     code_texts = provenance.notebook_code(nb)
     files = nst_files + provenance.named_data_files(code_texts)
     nb.metadata.setdefault("nst", {})["executed_from"] = provenance.record(files, code_texts)
+
+
+def execute(path: Path) -> float:
+    """Run notebook ``path`` in place; its wall time in seconds. NotebookFailed if a cell fails."""
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # the kernel stores the widgets of this run, if it makes any
+    nb.cells.append(nbformat.v4.new_code_cell(IMPORTED))
+    seconds = _run_cells(nb, path)
+    _record_run(nb, path)
     write_notebook(nb, path)
     return seconds
 
@@ -219,8 +201,11 @@ def rewrite_readme(table: str) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    """The command line's arguments and options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.run_notebooks", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("notebooks", nargs="*", help="notebooks to run (default: all lessons)")
     parser.add_argument(
         "--table-only", action="store_true", help="run nothing; rewrite README's table"
@@ -228,40 +213,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stale", action="store_true", help="run only the notebooks whose record is out of date"
     )
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.notebooks:
-        paths = sorted(Path(p).resolve() for p in args.notebooks)
-        for p in paths:
-            if not p.is_file():
-                parser.error(f"no such notebook: {p}")
-    else:
-        paths = sorted(NOTEBOOKS.glob(NOTEBOOK_GLOB))
-    if args.stale:
+
+def chosen_notebooks(names: list[str], stale: bool) -> list[Path]:
+    """The notebooks named (else every lesson), only the stale ones if ``stale``."""
+    paths = sorted(Path(name).resolve() for name in names) or sorted(NOTEBOOKS.glob(NOTEBOOK_GLOB))
+    if stale:
         paths = [p for p in paths if is_stale(p)]
         print(f"stale: {', '.join(p.name for p in paths) or 'none'}")
-    timings = load_timings()
+    return paths
 
+
+def run_all(paths: list[Path], timings: dict) -> bool:
+    """Stamp and run each notebook, recording its time in ``timings``; False if one fails."""
+    machine = machine_description()
+    for path in paths:
+        if stamp(path):
+            print(f"stamped Colab cells in {path.name}")
+        print(f"running {path.name} ...", flush=True)
+        try:
+            seconds = execute(path)
+        except NotebookFailed as failure:
+            print(f"\nFAILED: {failure}", file=sys.stderr)
+            print("The notebook was left as it was; fix it and run again.", file=sys.stderr)
+            return False
+        print(f"  {seconds:.1f} s ({seconds / 60:.1f} min)", flush=True)
+        timings[path.name] = round(seconds, 1)
+        timings["_machine"] = machine
+        timings["_date"] = datetime.date.today().isoformat()
+        save_timings(timings)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for name in args.notebooks:
+        if not Path(name).is_file():
+            parser.error(f"no such notebook: {Path(name).resolve()}")
+    paths = chosen_notebooks(args.notebooks, args.stale)
+    timings = load_timings()
     if not args.table_only:
-        machine = machine_description()
         if not paths and not args.stale:
             print(f"no notebooks matching {NOTEBOOK_GLOB} in {NOTEBOOKS}")
-        for path in paths:
-            if stamp(path):
-                print(f"stamped Colab cells in {path.name}")
-            print(f"running {path.name} ...", flush=True)
-            try:
-                seconds = execute(path)
-            except NotebookFailed as failure:
-                print(f"\nFAILED: {failure}", file=sys.stderr)
-                print("The notebook was left as it was; fix it and run again.", file=sys.stderr)
-                return 1
-            print(f"  {seconds:.1f} s ({seconds / 60:.1f} min)", flush=True)
-            timings[path.name] = round(seconds, 1)
-            timings["_machine"] = machine
-            timings["_date"] = datetime.date.today().isoformat()
-            save_timings(timings)
-
+        if not run_all(paths, timings):
+            return 1
     if rewrite_readme(lessons_table(timings)):
         print(f"updated the lessons table in {README.name}")
     return 0

@@ -14,8 +14,8 @@ included), its number of tasks and its CPU time are capped by cgroups:
   -p MemoryMax=... -p MemorySwapMax=0 -p TasksMax=...`` (its command line is unit-tested; it has
   not been run on this project's CI, which grades as root).
 
-Anything else raises SandboxUnavailable with one sentence; tools/grade.py then refuses to grade
-unless the instructor passes ``--unsafe``.
+Anything else raises SandboxUnavailable with one sentence; ``python -m tools.grade`` then refuses
+to grade unless the instructor passes ``--unsafe``.
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INSTALL = "sudo apt-get install bubblewrap"
-ETC = [  # what Python, torch and matplotlib read from /etc
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf",
-    "hosts", "localtime", "fonts", "mime.types", "ssl",
-]  # fmt: skip
+# What Python, torch and matplotlib read from /etc.
+ETC = "ld.so.cache ld.so.conf ld.so.conf.d passwd group nsswitch.conf hosts localtime fonts".split()
+ETC += ["mime.types", "ssl"]
 
 
 class SandboxUnavailable(Exception):
@@ -109,15 +108,8 @@ def bwrap_argv(
     for host, inside in read_only.items():
         argv += ["--ro-bind", host, inside]
     argv += ["--bind", str(course), "/course", "--chdir", "/course"]
-    argv += [
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--uid",
-        "1000",
-        "--gid",
-        "1000",
-    ]
+    argv += ["--unshare-all", "--unshare-user", "--disable-userns"]  # no network, no new userns
+    argv += ["--uid", "1000", "--gid", "1000"]
     argv += ["--new-session", "--die-with-parent", "--as-pid-1", "--cap-drop", "ALL", "--clearenv"]
     for key, value in env.items():
         argv += ["--setenv", key, value]
@@ -126,11 +118,10 @@ def bwrap_argv(
 
 def systemd_argv(limits: Limits, unit: str) -> list[str]:
     """The systemd-run prefix that puts a command in a capped transient scope (cgroup v2)."""
-    return [
-        "systemd-run", "--user", "--scope", "--quiet", f"--unit={unit}",
-        "-p", f"MemoryMax={limits.memory_mb}M", "-p", "MemorySwapMax=0",
-        "-p", f"TasksMax={limits.tasks}", "-p", f"CPUQuota={round(limits.cpus * 100)}%", "--",
-    ]  # fmt: skip
+    argv = ["systemd-run", "--user", "--scope", "--quiet", f"--unit={unit}"]
+    argv += ["-p", f"MemoryMax={limits.memory_mb}M", "-p", "MemorySwapMax=0"]
+    argv += ["-p", f"TasksMax={limits.tasks}", "-p", f"CPUQuota={round(limits.cpus * 100)}%"]
+    return argv + ["--"]
 
 
 class Cgroup1:
@@ -234,9 +225,14 @@ def run(
     start = time.monotonic()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=before_exec, start_new_session=True, cwd=cwd,
-        )  # fmt: skip
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=before_exec,
+            start_new_session=True,
+            cwd=cwd,
+        )
         try:
             proc.wait(timeout=wall)
             exceeded = False
@@ -266,7 +262,7 @@ def resource_limits(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-if __name__ == "__main__":  # python tools/sandbox.py: can this machine sandbox?
+if __name__ == "__main__":  # python -m tools.sandbox: can this machine sandbox?
     try:
         print(f"sandbox: bubblewrap with {mode()} limits")
     except SandboxUnavailable as err:

@@ -150,9 +150,18 @@ def tv_verdict(seed, out, hidden):
 
 
 EXERCISES = {
-    "content_loss": Exercise(content_outputs, content_verdict, ("nst.losses.content_loss",)),
-    "style_loss": Exercise(style_outputs, style_verdict, ("nst.losses.style_loss",)),
-    "tv_loss": Exercise(tv_outputs, tv_verdict, ("nst.losses.tv_loss",)),
+    # nst's functions that compute the answer, or its core: calling any of them scores 0
+    "content_loss": Exercise(
+        content_outputs,
+        content_verdict,
+        ("nst.losses.content_loss", "nst.losses.relative_squared_error"),
+    ),
+    "style_loss": Exercise(
+        style_outputs,
+        style_verdict,
+        ("nst.losses.style_loss", "nst.losses.gram_loss", "nst.losses.relative_squared_error"),
+    ),
+    "tv_loss": Exercise(tv_outputs, tv_verdict, ("nst.losses.tv_loss", "nst.losses._mean_square")),
 }
 
 

@@ -122,7 +122,11 @@ def closure_verdict(seed, out, hidden):
     assert totals[-1] < totals[0] * (1 if hidden else 0.5), "the loss did not fall under L-BFGS"
 
 
-EXERCISES = {"make_closure": Exercise(closure_outputs, closure_verdict, ("nst.optim.optimize",))}
+EXERCISES = {
+    "make_closure": Exercise(
+        closure_outputs, closure_verdict, ("nst.optim.optimize", "nst.optim.make_closure")
+    )
+}
 
 
 def run(name, fn):
