@@ -101,16 +101,13 @@ def release_files(
 ) -> dict[str, bytes]:
     """The files release/<assignment>/ should hold: {relative path: content}."""
     url = url or repo_url()
-    files = {}
     with tempfile.TemporaryDirectory() as tmp:
-        release = run_nbgrader(assignment, course, Path(tmp))
-        for path in sorted(p for p in release.rglob("*") if p.is_file()):
-            relative = path.relative_to(release).as_posix()
-            if path.suffix == ".ipynb":
-                nb = student_version(nbformat.read(path, as_version=4), url, assignment, path.name)
-                files[relative] = notebook_text(nb).encode("utf-8")
-            else:
-                files[relative] = path.read_bytes()
+        files = files_under(run_nbgrader(assignment, course, Path(tmp)))
+    for relative, content in files.items():
+        if relative.endswith(".ipynb"):  # nbgrader's student notebook, given the Colab cells
+            nb = nbformat.reads(content.decode("utf-8"), as_version=4)
+            nb = student_version(nb, url, assignment, Path(relative).name)
+            files[relative] = notebook_text(nb).encode("utf-8")
     return files
 
 
