@@ -22,6 +22,7 @@ import torch
 from nst import data
 from nst.errors import NSTError
 from nst.images import tensor_to_pil
+from nst.style_stats import STYLE_STATS
 from nst.vgg import STYLE_LAYERS
 
 MAX_UPLOAD_MB = 10  # Jupyter's connection drops messages over 10 MiB: larger uploads never arrive
@@ -38,6 +39,12 @@ SLIDERS = [
     ("style_weight", widgets.FloatLogSlider, "style weight", 10.0, -1, 4, 0.1),
     ("tv_weight", widgets.FloatLogSlider, "TV weight", 10.0, -2, 3, 0.1),
 ]
+# What a style layer matches (nst.stylize's style_stat), as the style statistic menu names it.
+STAT_LABELS = {
+    "gram": "Gram matrix",
+    "mean_std": "mean and std (AdaIN)",
+    "sliced_wasserstein": "sliced Wasserstein",
+}
 SLIDER_LOOK = {"style": {"description_width": "110px"}, "layout": {"width": "420px"}}
 RESULT_LAYOUT = {"width": "360px"}  # the progress bar, the status line and the preview
 
@@ -83,6 +90,20 @@ def _menu(label: str, names: Sequence[str], value: str, css: str) -> widgets.Dro
         description=label,
         style={"description_width": "80px"},
         layout={"width": "260px"},
+    )
+
+
+def _stat_menu() -> widgets.Dropdown:
+    """The style statistic menu: readable labels for nst.stylize's ``style_stat`` values."""
+    return make(
+        widgets.Dropdown,
+        slider_class("style_stat"),
+        options=[(STAT_LABELS[name], name) for name in STYLE_STATS],
+        value="gram",
+        description="style statistic",
+        tooltip="what each style layer matches: sliced Wasserstein takes one painting, no blend",
+        style=SLIDER_LOOK["style"],
+        layout={"width": "330px"},
     )
 
 
@@ -157,8 +178,9 @@ class Controls:
         self.content_thumb, self.style_thumb, self.style2_thumb = map(_thumb, PICTURES)
 
     def _make_knobs(self, starts: dict[str, float]) -> None:
-        """The sliders, the blend, the style layers' checkboxes and colour preservation."""
+        """The sliders, the style statistic, the blend, the style layers and colour preservation."""
         self.sliders = make_sliders(starts)
+        self.stat_menu = _stat_menu()
         self.blend_check = _checkbox("nst-blend", "blend in Painting 2", False, "150px")
         self.blend_share = make(
             widgets.FloatSlider,
@@ -219,6 +241,7 @@ class Controls:
             [
                 _row(self.blend_check, self.blend_share),
                 *self.sliders.values(),
+                self.stat_menu,
                 layers,
                 _row(self.keep_colors_check, self.color_menu),
             ],
@@ -255,6 +278,7 @@ class Controls:
     def settings(self) -> dict[str, Any]:
         """The keyword arguments for ``nst.stylize`` that the widgets describe now."""
         kwargs: dict[str, Any] = {name: slider.value for name, slider in self.sliders.items()}
+        kwargs["style_stat"] = self.stat_menu.value
         kwargs["style_layers"] = tuple(name for name, box in self.layer_checks.items() if box.value)
         if not kwargs["style_layers"]:
             raise NSTError("Tick at least one style layer; relu1_1 to relu5_1 are the paper's.")

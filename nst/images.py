@@ -283,10 +283,13 @@ def resize(img: torch.Tensor, long_side: int) -> torch.Tensor:
         size = (int(long_side), max(1, round(width * scale)))
     else:
         size = (max(1, round(height * scale)), int(long_side))
-    resized = F.interpolate(
-        img, size=size, mode="bilinear", align_corners=False, antialias=True
-    )  # (1, 3, H, W) -> (1, 3, h, w)
-    return resized.clamp(0.0, 1.0)
+    return resize_to(img, size)
+
+
+def resize_to(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, H, W) -> (1, 3, h, w) at ``size`` = (h, w): bilinear, antialiased, in [0, 1]."""
+    resized = F.interpolate(img, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return resized.clamp(0.0, 1.0)  # (1, 3, h, w)
 
 
 def _check_long_side(long_side: int) -> None:

@@ -9,6 +9,8 @@ map and Gram matrix:
 - ``style_loss``: per layer mean((G - A)²) / mean(A²), then a weighted sum over layers (weights
   default to 1/len(layers), so adding layers does not inflate the loss).
 - ``tv_loss``: mean squared difference between neighbouring pixels (pixels in [0, 1]).
+- ``masked_style_loss`` (lesson 08): the style loss per region of the photo, each region's masked
+  Gram (``nst.masks.masked_gram``) matched to its own painting.
 
 Every term is relative to its target, so it is 0 for a perfect match and around 1 for an image that
 shares nothing with it (noise scores 1 to 3, depending on the layer), and each style layer counts
@@ -26,11 +28,14 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from nst.errors import NSTError
+from nst.masks import check_masks, mask_at, masked_gram
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, extract_features
 
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 # One layer's style loss: the result's features (B,C,H,W) and the layer's target -> a scalar.
 LayerLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# One region's style loss: result features (B,C,h,w), the region's (1,1,h,w) mask, the target.
+RegionLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _check_features(feats: torch.Tensor, name: str, what: str = "a feature map") -> None:
@@ -113,6 +118,35 @@ def style_loss(
     return torch.stack(losses).sum()
 
 
+def masked_gram_loss(
+    gen_feats: torch.Tensor, mask: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """One region's Gram loss: mean((G_r - A)²) / mean(A²), G_r the (B,C,C) masked Gram."""
+    return relative_squared_error(masked_gram(gen_feats.float(), mask), target)
+
+
+def masked_style_loss(
+    gen_feats: Mapping[str, torch.Tensor],
+    region_targets: Sequence[Mapping[str, torch.Tensor]],
+    masks: Sequence[torch.Tensor],
+    layer_weights: Mapping[str, float],
+    region_loss: RegionLoss = masked_gram_loss,
+) -> torch.Tensor:
+    """Σ_l w_l Σ_r a_r · loss(region r at layer l, painting r's target) -> scalar.
+
+    ``region_targets[r]``: {layer: target} of painting r, its whole image; ``masks[r]``: region r,
+    (1,1,H,W) at any size (pooled to each layer); a_r: the region's share of the layer's positions,
+    so the regions' losses add up like one loss over the whole image.
+    """
+    total = torch.zeros((), device=next(iter(gen_feats.values())).device)
+    for layer, w in layer_weights.items():
+        feats = gen_feats[layer]  # (B,C,h,w)
+        for mask, targets in zip(masks, region_targets):
+            mask_l = mask_at(mask.to(feats.device), feats)  # (1,1,h,w)
+            total = total + w * mask_l.mean() * region_loss(feats, mask_l, targets[layer])
+    return total
+
+
 def tv_loss(img: torch.Tensor) -> torch.Tensor:
     """Total variation of (B,3,H,W) images: mean squared vertical + horizontal differences."""
     _check_features(img, "img", "an image batch")
@@ -179,6 +213,8 @@ def make_loss_fn(
     autocast_dtype: torch.dtype | None = None,
     style_layer_loss: LayerLoss = gram_loss,
     style_summary: Callable[[torch.Tensor], torch.Tensor] = gram_matrix,
+    masks: Sequence[torch.Tensor] | None = None,
+    style_region_loss: RegionLoss = masked_gram_loss,
 ) -> LossFn:
     """A function gen_img (1,3,H,W) -> {"total", "content", "style", "tv"}, targets computed once.
 
@@ -188,14 +224,17 @@ def make_loss_fn(
     ``autocast_dtype`` (e.g. torch.bfloat16) runs the network in lower precision; the losses are
     computed in fp32. ``style_layer_loss(gen_feats, target)`` compares one layer with the target
     that ``style_summary`` takes of the painting's features (default: ``gram_loss``, Grams).
+    ``masks``: one per painting, (H,W) at any size with the photo's shape; each region is compared
+    with its own painting by ``style_region_loss`` (``masked_style_loss``), instead of a blend.
     """
     if content_img is None and style_img is None:
         raise NSTError("make_loss_fn needs a content_img, a style_img, or both.")
     weights = _nonzero_weights(style_img, style_layers, layer_weights)
-    style_grams = style_targets(model, style_img, list(weights), style_blend, style_summary)
+    stat = (style_summary, style_layer_loss, style_region_loss)
+    style_term = _style_term(model, style_img, weights, style_blend, stat, masks)
     content_target = _content_target(model, content_img, content_layer)
     has_content = content_target is not None
-    layers = [content_layer] * has_content + list(style_grams)
+    layers = [content_layer] * has_content + list(weights)
     device = next(model.parameters()).device
 
     def loss_fn(gen_img: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -204,12 +243,42 @@ def make_loss_fn(
             feats = extract_features(model, gen_img, layers)
         zero = torch.zeros((), device=device)
         c = content_loss(feats[content_layer].float(), content_target) if has_content else zero
-        s = style_loss(feats, style_grams, weights, style_layer_loss) if style_grams else zero
+        s = style_term(feats) if style_term else zero
         t = tv_loss(gen_img) if tv_weight else zero
         total = content_weight * c + style_weight * s + tv_weight * t
         return {"total": total, "content": c, "style": s, "tv": t}
 
     return loss_fn
+
+
+def _style_term(
+    model: VGG19Features,
+    style_img: torch.Tensor | Sequence[torch.Tensor] | None,
+    weights: dict[str, float],
+    style_blend: Sequence[float] | None,
+    stat: tuple[Callable[[torch.Tensor], torch.Tensor], LayerLoss, RegionLoss],
+    masks: Sequence[torch.Tensor] | None,
+) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None:
+    """The style loss of a feature dict: whole-image (blended targets) or region by region.
+
+    ``stat``: the summary of a painting's features, the layer loss, the region loss.
+    """
+    summary, layer_loss, region_loss = stat
+    if not weights or style_img is None:
+        return None
+    if masks is None:
+        targets = style_targets(model, style_img, list(weights), style_blend, summary)
+        return lambda feats: style_loss(feats, targets, weights, layer_loss)
+    styles = style_list(style_img)
+    if style_blend is not None:
+        raise NSTError(
+            "style_blend mixes paintings over the whole image, but with masks each region takes "
+            "its own painting: leave style_blend out."
+        )
+    device = next(model.parameters()).device
+    masks = [m.to(device) for m in check_masks(masks, len(styles))]
+    per_region = [style_targets(model, img, list(weights), None, summary) for img in styles]
+    return lambda feats: masked_style_loss(feats, per_region, masks, weights, region_loss)
 
 
 def _nonzero_weights(

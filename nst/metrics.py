@@ -8,6 +8,8 @@ another size, such as a snapshot from a coarse-to-fine run's smaller sizes, is r
 - ``content_distance``: ‖F - P‖ / ‖P‖ at relu4_2 (F: the result's features, P: the photo's).
 - ``style_distances``: per layer ‖G - A‖ / ‖A‖ between Gram matrices (G: the result's, A: the
   painting's), for relu1_1 … relu5_1; ``style_distance`` is their plain average.
+- ``sliced_wasserstein_distance`` (lesson 08): per layer, the whole distributions of the two
+  images' features compared along fixed random directions, relative like the others; averaged.
 - ``ssim``: structural similarity (Wang et al. 2004) of the two images' luma, 1 = identical.
 
 The content distance is the square root of lesson 03's content loss; the style distance averages
@@ -27,8 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from nst.errors import NSTError
-from nst.images import check_image
+from nst.images import check_image, resize_to
 from nst.losses import LossFn, gram_matrix, relative_error
+from nst.style_stats import positions, sliced_wasserstein_loss
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, extract_features
 
 
@@ -94,6 +97,25 @@ def style_distance(
     """The average over ``style_layers`` of the relative Gram error (see ``style_distances``)."""
     per_layer = style_distances(gen_img, style_img, model, style_layers)
     return sum(per_layer.values()) / len(per_layer)
+
+
+def sliced_wasserstein_distance(
+    gen_img: torch.Tensor,
+    style_img: torch.Tensor,
+    model: VGG19Features,
+    style_layers: Sequence[str] = STYLE_LAYERS,
+    seed: int = 0,
+) -> float:
+    """The average over layers of √(sliced Wasserstein loss), on directions fixed by ``seed``."""
+    gen = _fp32_features(model, gen_img, style_layers)
+    target = _fp32_features(model, style_img, style_layers)
+    total = 0.0
+    with _fp32(gen_img):
+        for layer in style_layers:
+            directions = torch.Generator().manual_seed(seed)  # the same directions for every image
+            loss = sliced_wasserstein_loss(gen[layer], positions(target[layer]), directions)
+            total += float(loss) ** 0.5
+    return total / len(style_layers)
 
 
 def _luma(img: torch.Tensor) -> torch.Tensor:
@@ -183,10 +205,7 @@ def evaluate(
 
 def _at_size_of(img: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """``img`` (1,3,h,w) resized to ``reference``'s (1,3,H,W) size, if it differs."""
-    if img.shape[-2:] == reference.shape[-2:]:
-        return img
-    resized = F.interpolate(img, size=reference.shape[-2:], mode="bilinear", antialias=True)
-    return resized.clamp(0, 1)  # (1,3,H,W)
+    return img if img.shape[-2:] == reference.shape[-2:] else resize_to(img, reference.shape[-2:])
 
 
 class Snapshots:

@@ -6,7 +6,8 @@ the smaller result, upsampled, so its costly steps only add finer strokes. The n
 and cut after its deepest layer used, the targets are computed once per size, and the speed-ups
 of ``nst.speedups`` are on: lower precision for the network (the losses stay fp32), the Gram
 loss's gradient by hand, and free memory handed back after each step. Options add colour
-preservation, several paintings mixed by weights, the style's scale, and a start image.
+preservation, several paintings mixed by weights or each given a region by a mask, the style's
+scale, what a style layer matches (``style_stat``), and a start image.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ import torch.nn.functional as F
 
 from nst.color import combine_luma, luma_only, match_color, match_luma
 from nst.errors import NSTError
-from nst.images import check_image, resize
+from nst.images import check_image, resize, resize_to
 from nst.losses import LossFn, make_loss_fn, style_list
+from nst.masks import check_masks
 from nst.optim import Callback, check_steps, optimize
 from nst.progress import Progress
 from nst.speedups import autocast_dtype, gram_loss_by_hand, release_free_memory
+from nst.style_stats import style_stat
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features, default_device, load_vgg19
 
 PRESERVE_COLOR = (None, "luma", "linear")
@@ -68,6 +71,7 @@ class Options:
     content_layer: str = CONTENT_LAYER
     preserve_color: str | None = None  # None, "luma" or "linear"
     optimizer: str = "lbfgs"  # or "adam"
+    style_stat: str = "gram"  # what a style layer matches: or "mean_std", "sliced_wasserstein"
     pooling: str = "max"  # or "avg" (used when stylize loads the network itself)
     precision: str = (
         "auto"  # bf16 on a CPU, fp16 on CUDA, fp32 elsewhere; or "fp32", "bf16", "fp16"
@@ -118,8 +122,7 @@ def start_image(photo: torch.Tensor, init: torch.Tensor | None, long_side: int) 
     first = resize(photo, long_side)  # (1,3,h,w)
     if init is None:
         return first
-    init = init.to(photo.device)
-    return F.interpolate(init, size=first.shape[-2:], mode="bilinear", antialias=True).clamp(0, 1)
+    return resize_to(init.to(photo.device), first.shape[-2:])
 
 
 def upsample_with_detail(
@@ -148,8 +151,9 @@ def check_stylize_args(
     style_img: torch.Tensor | Sequence[torch.Tensor],
     init: torch.Tensor | None,
     options: Options,
+    masks: Sequence[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
-    """The paintings as a list, after one sentence for a bad image, colour mode or scale."""
+    """The paintings as a list, after one sentence for a bad image, mask, colour mode or scale."""
     preserve_color, style_scale = options.preserve_color, options.style_scale
     check_image(content_img, "content_img")
     styles = style_list(style_img)
@@ -161,7 +165,27 @@ def check_stylize_args(
         raise NSTError(f"preserve_color must be None, 'luma' or 'linear', not {preserve_color!r}.")
     if not isinstance(style_scale, (int, float)) or not 0.1 <= style_scale <= 4:
         raise NSTError(f"style_scale must be a number from 0.1 to 4, not {style_scale!r}.")
+    _check_masks_and_stat(styles, masks, options, tuple(content_img.shape[-2:]))
     return styles
+
+
+def _check_masks_and_stat(
+    styles: list[torch.Tensor],
+    masks: Sequence[torch.Tensor] | None,
+    options: Options,
+    size: tuple[int, int],
+) -> None:
+    """One sentence for masks that do not fit the photo, or a statistic paintings cannot share."""
+    style_stat(options.style_stat)  # a name it does not know gets one sentence
+    if masks is not None:
+        check_masks(masks, len(styles), size)
+        if options.style_blend is not None:
+            raise NSTError("with masks each region takes its own painting: leave style_blend out.")
+    elif options.style_stat == "sliced_wasserstein" and len(styles) > 1:
+        raise NSTError(
+            "sliced_wasserstein matches one painting's whole feature distribution, which cannot "
+            "be blended by weights: give one painting, or masks to give each painting a region."
+        )
 
 
 def prepare_colors(
@@ -227,6 +251,7 @@ def stylize(
     model: VGG19Features | None = None,
     device: str | torch.device | None = None,
     init: torch.Tensor | None = None,
+    masks: Sequence[torch.Tensor] | None = None,
     callback: Callback | None = None,
     progress: bool = True,
     **changes: Any,
@@ -236,11 +261,16 @@ def stylize(
     Settings: ``options`` (default ``Options()``) with ``changes`` by name, e.g. ``steps=40``.
     ``model`` (reused if given, else loaded with the ``pooling`` option) sets the device;
     ``init``: an image (1,3,h,w) to start from instead of the photo, resized to its shape.
+    ``masks``: one per painting, (H,W) at the photo's size, values in [0, 1] summing to at most 1
+    at each pixel; region r is painted like painting r, and where the masks sum to less than 1 the
+    photo keeps more of itself. Each layer pools the masks to its own positions at every size;
+    ``style_scale`` scales every painting and ``preserve_color`` recolours every painting to the
+    whole photo's colours, as without masks.
     History rows are ``optimize``'s plus "size"; "step" and "seconds" count from the start.
     ``callback(row, img)`` runs after every step; returning True stops the run.
     """
     options = with_changes(options or Options(), changes)
-    styles = check_stylize_args(content_img, style_img, init, options)
+    styles = check_stylize_args(content_img, style_img, init, options, masks)
     plan = make_plan(options)
     if model is None:
         model = load_vgg19(device=device or default_device(), pooling=options.pooling)
@@ -250,14 +280,26 @@ def stylize(
         make_loss_fn,
         model,
         **options.loss_options(),
+        **style_losses(options.style_stat),
         autocast_dtype=autocast_dtype(options.precision, device),
-        style_layer_loss=gram_loss_by_hand,  # gram_loss's value, its gradient by hand
+        masks=masks,  # at the photo's size: each layer pools them to its positions
     )
     run = Run(options.steps, plan.sizes, callback, progress)
     gen_img = start_image(photo, init, plan.sizes[0])
     gen_img = coarse_to_fine(gen_img, photo, paintings, plan, make_loss, run)
     run.bar.close()
     return restore_colors(gen_img, content_img, options.preserve_color), run.history
+
+
+def style_losses(name: str) -> dict[str, Any]:
+    """``make_loss_fn``'s style keywords for the statistic ``name`` (Gram: gradient by hand)."""
+    stat = style_stat(name)
+    layer_loss = gram_loss_by_hand if name == "gram" else stat.loss  # gram_loss's value, faster
+    return {
+        "style_summary": stat.summary,
+        "style_layer_loss": layer_loss,
+        "style_region_loss": stat.region_loss,
+    }
 
 
 def coarse_to_fine(

@@ -1,8 +1,10 @@
 """What "style" is matched by: three statistics of a layer's features, each a per-layer style loss.
 
-Each statistic is a pair for ``make_loss_fn(style_summary=..., style_layer_loss=...)``: the summary
-taken once of the painting's features, and the loss comparing the result's features with it, both
-relative like ``nst.losses.gram_loss`` (0 for a match, about 1 for an image sharing nothing).
+Each statistic is a triple for ``make_loss_fn(style_summary=..., style_layer_loss=...,
+style_region_loss=...)``: the summary taken once of the painting's features, the loss comparing
+the result's features with it, and the same loss on one masked region of the result (lesson 08's
+spatial control), all relative like ``nst.losses.gram_loss`` (0 for a match, about 1 for an image
+sharing nothing).
 
 - ``gram``: the Gram matrix, every pair of channels' average product (Gatys et al. 2015).
 - ``mean_std``: each channel's mean and standard deviation over the positions, what AdaIN
@@ -20,7 +22,14 @@ from typing import NamedTuple
 import torch
 
 from nst.errors import NSTError
-from nst.losses import LayerLoss, gram_loss, gram_matrix, relative_squared_error
+from nst.losses import (
+    LayerLoss,
+    RegionLoss,
+    gram_loss,
+    gram_matrix,
+    masked_gram_loss,
+    relative_squared_error,
+)
 
 
 class StyleStat(NamedTuple):
@@ -28,17 +37,29 @@ class StyleStat(NamedTuple):
 
     summary: Callable[[torch.Tensor], torch.Tensor]  # (1,C,H,W) painting features -> summary
     loss: LayerLoss  # (B,C,H,W) result features, the summary -> a scalar
+    region_loss: RegionLoss  # the same on a region: features, (1,1,H,W) mask, summary -> scalar
 
 
-def mean_std(feats: torch.Tensor) -> torch.Tensor:
-    """(B,C,H,W) features -> (B,2,C): each channel's mean and standard deviation over positions."""
+def mean_std(feats: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,C,H,W) features -> (B,2,C): each channel's mean and std over positions (mask-weighted)."""
     flat = feats.flatten(2)  # (B,C,M)
-    return torch.stack([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)  # (B,2,C)
+    weights = flat.new_ones(1, 1, flat.shape[2]) if mask is None else mask.flatten(2)  # (1,1,M)
+    total = weights.sum(dim=2).clamp_min(1e-8)  # (1,1): the region's size in positions
+    mean = (flat * weights).sum(dim=2) / total  # (B,C)
+    var = ((flat - mean[..., None]) ** 2 * weights).sum(dim=2) / total  # (B,C)
+    return torch.stack([mean, var.clamp_min(1e-12).sqrt()], dim=1)  # (B,2,C)
 
 
 def mean_std_loss(gen_feats: torch.Tensor, style_mean_std: torch.Tensor) -> torch.Tensor:
     """mean((S - T)²) / mean(T²) between the result's and the painting's (B,2,C) means and stds."""
     return relative_squared_error(mean_std(gen_feats.float()), style_mean_std)
+
+
+def masked_mean_std_loss(
+    gen_feats: torch.Tensor, mask: torch.Tensor, style_mean_std: torch.Tensor
+) -> torch.Tensor:
+    """``mean_std_loss`` on one region: each position weighted by its (1,1,H,W) mask share."""
+    return relative_squared_error(mean_std(gen_feats.float(), mask), style_mean_std)
 
 
 def adain(content_feats: torch.Tensor, style_feats: torch.Tensor) -> torch.Tensor:
@@ -57,10 +78,10 @@ def positions(feats: torch.Tensor) -> torch.Tensor:
 def sliced_wasserstein_loss(
     gen_feats: torch.Tensor, style_positions: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Sorted projections on C random unit directions, compared: (B,C,H,W), (1,C,N) -> scalar."""
+    """Sorted projections on C random unit directions: (B,C,H,W) or (B,C,M), (1,C,N) -> scalar."""
     gen = gen_feats.float().flatten(2)  # (B,C,M)
     c, m = gen.shape[1], gen.shape[2]
-    directions = torch.randn(c, c, generator=generator, device=gen.device)  # (C dirs, C)
+    directions = torch.randn(c, c, generator=generator).to(gen.device)  # (C dirs, C), on the CPU
     directions = directions / directions.norm(dim=1, keepdim=True)  # unit length
     gen_sorted = (directions @ gen).sort(dim=2).values  # (B,C,M): C projections, sorted
     style_sorted = (directions @ style_positions).sort(dim=2).values  # (1,C,N)
@@ -78,10 +99,22 @@ def _resample(sorted_values: torch.Tensor, m: int) -> torch.Tensor:
     return sorted_values[..., low] * (1 - frac) + sorted_values[..., high] * frac
 
 
+def masked_sliced_wasserstein_loss(
+    gen_feats: torch.Tensor, mask: torch.Tensor, style_positions: torch.Tensor
+) -> torch.Tensor:
+    """``sliced_wasserstein_loss`` on the positions at least half inside the (1,1,H,W) mask."""
+    inside = mask.flatten() >= 0.5  # (M,): a distribution has no weights: a position is in or out
+    if not inside.any():
+        return gen_feats.new_zeros((), dtype=torch.float32)
+    return sliced_wasserstein_loss(gen_feats.flatten(2)[..., inside], style_positions)  # (B,C,K)
+
+
 STYLE_STATS = {
-    "gram": StyleStat(gram_matrix, gram_loss),
-    "mean_std": StyleStat(mean_std, mean_std_loss),
-    "sliced_wasserstein": StyleStat(positions, sliced_wasserstein_loss),
+    "gram": StyleStat(gram_matrix, gram_loss, masked_gram_loss),
+    "mean_std": StyleStat(mean_std, mean_std_loss, masked_mean_std_loss),
+    "sliced_wasserstein": StyleStat(
+        positions, sliced_wasserstein_loss, masked_sliced_wasserstein_loss
+    ),
 }
 
 

@@ -2,13 +2,14 @@
 
 The test copies notebooks/ to a temporary folder (the committed notebook is never saved over),
 makes the lesson's settings cell smaller, starts ``jupyter lab`` on 127.0.0.1 with a random token,
-opens the lesson, waits for the kernel, runs every cell, moves the steps slider with the keyboard,
-clicks Run, checks that the preview's bytes change during the run and that a result appears, then
-starts a long run, clicks Stop and checks that it stopped before its budget, and last uploads a
-broken file (one sentence) and a photo (selected) through the real upload button. The widgets are
-found by the CSS classes ``nst.controls`` gives them (``nst-run``, ``nst-steps``, ...; see
-``Panel``). Screenshots go to the test's tmp_path and to build/browser/ (NST_BROWSER_FIGURE=1 also
-rewrites notebooks/figures/07_playground.png).
+opens the lesson, waits for the kernel, runs every cell, chooses each style statistic (sliced
+Wasserstein with a blend: one sentence; Gram, the default, last), moves the steps slider with the
+keyboard, clicks Run, checks that the preview's bytes change during the run and that a result
+appears, then starts a long run, clicks Stop and checks that it stopped before its budget, and last
+uploads a broken file (one sentence) and a photo (selected) through the real upload button. The
+widgets are found by the CSS classes ``nst.controls`` gives them (``nst-run``, ``nst-steps``, ...;
+see ``Panel``). Screenshots go to the test's tmp_path and to build/browser/ (NST_BROWSER_FIGURE=1
+also rewrites notebooks/figures/07_playground.png).
 
 Without Chromium or Playwright it skips, except under CI=true, where it fails. DEVELOPERS.md has the
 details, the Chromium flags and how to install both.
@@ -47,6 +48,9 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = ROOT / "build" / "browser"  # a copy of the screenshots, for a person to look at
 FIGURE = ROOT / "notebooks" / "figures" / "07_playground.png"
+# The style statistic menu's labels in the order the test chooses them; the last one runs.
+STAT_LABELS = ("sliced Wasserstein", "mean and std (AdaIN)", "Gram matrix")  # Gram last: runs
+BLEND_REFUSED = "sliced_wasserstein matches one painting's whole feature distribution"
 # The browser's run: small, so it takes seconds but still lasts long enough to see the preview move.
 TEST_SIZE, TEST_STEPS = 128, 40
 SERVER_START_S = 90
@@ -297,6 +301,7 @@ def _drive(page: Page, shot: Shots, lab: dict[str, str]) -> None:
     # The lesson's last cells stop a run and refuse a text file: its sentence is on show.
     _wait("the status line's sentence", lambda: "Cannot load 'notes.txt'" in panel.text(), 30)
     shot("ran_all_cells")
+    _choose_style_statistics(panel, shot)
     _run_to_the_end(page, panel, shot)
     _stop_a_long_run(panel, shot)
     _upload_files(page, panel, shot)
@@ -314,6 +319,8 @@ class Panel:
         self.steps_handle = page.locator(".nst-steps .noUi-handle")
         self.content_upload = page.locator("button.nst-content-upload")
         self.content_menu = page.locator(".nst-content select")
+        self.stat_menu = page.locator(".nst-style-stat select")
+        self.blend = page.locator(".nst-blend input[type=checkbox]")
         self.download = page.locator(".nst-download a[download]")
         self.whole = page.locator(".nst-playground")
 
@@ -358,6 +365,24 @@ def _run_all_cells(page: Page, shot: Shots) -> None:
 
     _wait("every cell to run", all_done, RUN_ALL_S, interval=0.5)
     _wait("the playground's widgets", lambda: page.locator("button.nst-run").count() == 1, 30)
+
+
+def _choose_style_statistics(panel: Panel, shot: Shots) -> None:
+    """Choose each style statistic; Run with sliced Wasserstein and a blend says one sentence."""
+    assert panel.stat_menu.input_value() == "Gram matrix", "the style statistic starts at Gram"
+    for label in STAT_LABELS:
+        panel.stat_menu.select_option(label=label)
+        assert panel.stat_menu.input_value() == label
+        if label == "sliced Wasserstein":  # one painting's distribution: a blend is refused
+            panel.blend.check()
+            panel.run.click()
+            _wait("the blend's sentence", lambda: BLEND_REFUSED in panel.text(), RUN_S, 0.1)
+            sentence = panel.text()
+            assert panel.kind() == "error" and "Traceback" not in sentence, sentence
+            assert len(sentence.splitlines()) == 1 and sentence.endswith("."), sentence
+            _wait("Run enabled again", panel.run.is_enabled, 10, 0.1)
+            shot("sliced_wasserstein_blend")
+            panel.blend.uncheck()
 
 
 def _run_to_the_end(page: Page, panel: Panel, shot: Shots) -> None:

@@ -11,6 +11,8 @@ from nst import checks
 from nst.checks import CheckError
 from nst.images import load_image
 from nst.losses import content_loss, gram_matrix, style_loss, tv_loss
+from nst.masks import masked_gram
+from nst.style_stats import mean_std, mean_std_loss
 from nst.vgg import LAYER_INDEX, extract_features
 
 
@@ -32,6 +34,8 @@ def _msg(check, fn) -> str:
         (checks.check_content_loss, content_loss),
         (checks.check_style_loss, style_loss),
         (checks.check_tv_loss, tv_loss),
+        (checks.check_masked_gram, masked_gram),
+        (checks.check_mean_std_loss, mean_std_loss),
     ],
 )
 def test_reference_passes(check, fn, capsys: pytest.CaptureFixture[str]) -> None:
@@ -205,6 +209,96 @@ def test_style_loss_changing_the_features_in_place() -> None:
         return style_loss(gen_feats, grams)
 
     assert "in place" in _msg(checks.check_style_loss, loss)
+
+
+# --- lesson 08: the masked Gram matrix and the mean-std loss ------------------------------------
+
+
+def test_einsum_masked_gram_passes() -> None:
+    def my_masked_gram(f, m):
+        fm = f * m
+        return torch.einsum("bchw,bdhw->bcd", fm, fm) / m.sum()
+
+    checks.check_masked_gram(my_masked_gram)
+
+
+def _flat_masked(f, m):
+    b, c, h, w = f.shape
+    return f.reshape(b, c, h * w), (f * m).reshape(b, c, h * w)
+
+
+@pytest.mark.parametrize(
+    "mistake, words",
+    [
+        (
+            lambda f, m: (lambda x, fm: fm @ fm.transpose(1, 2) / (f.shape[2] * f.shape[3]))(
+                *_flat_masked(f, m)
+            ),
+            "divide by mask.sum()",
+        ),
+        (
+            lambda f, m: (lambda x, fm: fm @ x.transpose(1, 2) / m.sum())(*_flat_masked(f, m)),
+            "masks only one side",
+        ),
+        (lambda f, m: gram_matrix(f), "ignores the mask"),
+        (lambda f, m: masked_gram(f, m) / f.shape[1], "too small by a factor of C"),
+        (lambda f, m: masked_gram(f, m)[0], "mixes the images of a batch"),
+        (lambda f, m: masked_gram(f, m).sum(), "returned shape ()"),
+        (lambda f, m: masked_gram(f, m) + 0.01, "differs from the reference"),
+        (lambda f, m: masked_gram(f.detach(), m), "no gradient"),
+    ],
+    ids=["by-hw", "one-side", "no-mask", "by-c", "batch", "scalar", "wrong", "detached"],
+)
+def test_check_masked_gram_mistakes(mistake, words) -> None:
+    assert words in _msg(checks.check_masked_gram, mistake)
+
+
+def test_masked_gram_not_divided_gets_the_factor_hint() -> None:
+    def masked(f, m):
+        return masked_gram(f, m) * m.sum()
+
+    assert "too large by a factor of Σm" in _msg(checks.check_masked_gram, masked)
+
+
+def test_masked_gram_divided_by_hw_and_by_c_gets_the_factor_hint() -> None:
+    def masked(f, m):
+        return masked_gram(f, m) * m.sum() / (f.shape[1] * f.shape[2] * f.shape[3])
+
+    assert "check the normalisation" in _msg(checks.check_masked_gram, masked)
+
+
+def _unbiased_mean_std(feats):
+    flat = feats.flatten(2)
+    return torch.stack([flat.mean(dim=2), flat.std(dim=2)], dim=1)  # torch's default: / (M - 1)
+
+
+@pytest.mark.parametrize(
+    "mistake, words",
+    [
+        (lambda g, t: ((mean_std(g) - t) ** 2).mean(), "plain MSE"),
+        (
+            lambda g, t: ((_unbiased_mean_std(g) - t) ** 2).mean() / (t**2).mean(),
+            "correction=0",
+        ),
+        (lambda g, t: ((_unbiased_mean_std(g) - t) ** 2).mean(), "correction=0"),
+        (
+            lambda g, t: (
+                (
+                    (torch.stack([g.flatten(2).mean(2), g.flatten(2).var(2, correction=0)], 1) - t)
+                    ** 2
+                ).mean()
+                / (t**2).mean()
+            ),
+            "square root",
+        ),
+        (lambda g, t: mean_std_loss(g, t) * 2 * g.shape[0] * g.shape[1], "factor of 2*B*C"),
+        (lambda g, t: ((mean_std(g) - t) ** 2).mean(dim=(1, 2)), "shape (2,)"),
+        (lambda g, t: mean_std_loss(g.detach(), t), "no gradient"),
+    ],
+    ids=["plain-mse", "unbiased", "unbiased-plain", "variance", "summed", "per-image", "detached"],
+)
+def test_check_mean_std_loss_mistakes(mistake, words) -> None:
+    assert words in _msg(checks.check_mean_std_loss, mistake)
 
 
 # --- loading (assignment A1) --------------------------------------------------------------------

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
+from nst.data import content_path, style_path
 from nst.errors import NSTError
+from nst.images import load_image
 from nst.losses import gram_matrix, make_loss_fn
 from nst.masks import as_mask, check_masks, mask_at, masked_gram
+from nst.metrics import style_distance
+from nst.recipe import stylize
 from nst.style_stats import (
+    STYLE_STATS,
     _resample,
     adain,
     mean_std,
@@ -136,3 +143,104 @@ def test_adain_gives_the_photos_features_the_paintings_means_and_stds() -> None:
     torch.testing.assert_close(mean_std(out), mean_std(painting), rtol=1e-3, atol=1e-3)
     # the layout is the photo's: per channel, the same order of positions
     assert torch.equal(out.flatten(2).argsort(dim=2), photo.flatten(2).argsort(dim=2))
+
+
+# ------------------------------------------------------------- stylize with masks and statistics
+
+
+def _halves(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The photo's left and right halves as two (H,W) 0/1 masks."""
+    h, w = img.shape[-2:]
+    left = torch.zeros(h, w)
+    left[:, : w // 2] = 1
+    return left, 1 - left
+
+
+@pytest.mark.parametrize(
+    "photo, paintings",
+    [
+        ("chelsea", ("starry_night", "great_wave")),
+        ("astronaut", ("composition_viii", "village_street_auvers")),
+    ],
+)
+def test_stylize_paints_each_masked_region_like_its_own_painting(model, photo, paintings) -> None:
+    content_img = load_image(content_path(photo), long_side=128)
+    style_a, style_b = (load_image(style_path(name), long_side=128) for name in paintings)
+    gen_img, _ = stylize(
+        content_img,
+        [style_a, style_b],
+        masks=_halves(content_img),
+        size=128,
+        steps=60,
+        model=model,
+        progress=False,
+    )
+    w = gen_img.shape[-1]
+    seam = w // 8  # 1/8 of the width either side of the seam is left out
+    left, right = gen_img[..., : w // 2 - seam], gen_img[..., w // 2 + seam :]
+    for region, own, other in ((left, style_a, style_b), (right, style_b, style_a)):
+        d_own, d_other = (style_distance(region, s, model) for s in (own, other))
+        assert d_own < 0.8 * d_other, (photo, d_own, d_other)
+
+
+def test_where_the_masks_sum_to_less_than_one_the_photo_stays(model, content64, style64) -> None:
+    left, right = _halves(content64)
+    gen_img, _ = stylize(
+        content64, style64, masks=[left], size=64, steps=30, model=model, progress=False
+    )
+    w = content64.shape[-1]
+    changed = (gen_img - content64).abs().mean(dim=(0, 1, 2))  # (W,): change per column
+    assert changed[: w // 2 - 8].mean() > 2 * changed[w // 2 + 8 :].mean()
+
+
+@pytest.mark.parametrize("name", ["gram", "mean_std", "sliced_wasserstein"])
+def test_each_style_stat_moves_the_photo_towards_the_painting(
+    model, content64, style64, name
+) -> None:
+    gen_img, history = stylize(
+        content64, style64, size=64, steps=20, style_stat=name, model=model, progress=False
+    )
+    assert torch.isfinite(gen_img).all()
+    assert history[-1]["style"] < 0.5 * history[0]["style"]
+    before = style_distance(content64, style64, model)
+    assert style_distance(gen_img, style64, model) < before
+
+
+def test_masks_work_with_each_stat_and_with_colour_and_scale_options(model, content64, style64):
+    left, right = _halves(content64)
+    for name in STYLE_STATS:
+        gen_img, history = stylize(
+            content64,
+            [style64, style64.flip(-1)],
+            masks=[left, right],
+            size=64,
+            steps=6,
+            style_stat=name,
+            preserve_color="luma",
+            style_scale=1.5,
+            model=model,
+            progress=False,
+        )
+        assert gen_img.shape == content64.shape and len(history) == 6
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"masks": "one"}, "one mask per style image: 2 style images"),
+        ({"masks": [torch.ones(5, 5)] * 2}, "but the photo is"),
+        (
+            {"masks": [torch.ones(3, 40, 64)] * 2},
+            "must be a tensor (H, W), (1, H, W) or (1, 1, H, W)",
+        ),
+        ({"masks": [torch.ones(40, 64), torch.ones(40, 64)]}, "the masks overlap"),
+        ({"masks": [torch.full((40, 64), 2.0)] * 2}, "values in [0, 1]"),
+        ({"masks": _halves(torch.zeros(1, 3, 40, 64)), "style_blend": [1, 2]}, "style_blend"),
+        ({"style_stat": "sliced_wasserstein"}, "give one painting, or masks"),
+        ({"style_stat": "gramm"}, "style_stat must be one of gram, mean_std"),
+    ],
+)
+def test_stylize_gives_one_sentence_for_bad_masks_or_stats(model, style64, changes, message):
+    content_img = torch.rand(1, 3, 40, 64)
+    with pytest.raises(NSTError, match=re.escape(message)):
+        stylize(content_img, [style64, style64], size=64, steps=3, model=model, **changes)

@@ -20,7 +20,7 @@ from PIL import Image
 
 import nst
 from nst import playground
-from nst.controls import SLIDERS, Controls, slider_class
+from nst.controls import SLIDERS, STAT_LABELS, Controls, slider_class
 from nst.errors import ImageError, NSTError
 from nst.playground import Playground, load_upload, one_sentence
 
@@ -160,6 +160,7 @@ def test_every_widget_has_its_css_class(pg: Playground) -> None:
         "nst-content": ui.content_menu,
         "nst-style2-upload": ui.style2_upload,
         "nst-style-thumb": ui.style_thumb,
+        "nst-style-stat": ui.stat_menu,
         "nst-blend": ui.blend_check,
         "nst-blend-weight": ui.blend_share,
         "nst-keep-colors": ui.keep_colors_check,
@@ -187,6 +188,41 @@ def test_settings_follow_the_widgets(pg: Playground) -> None:
     ui.blend_check.value = ui.keep_colors_check.value = False
     assert ui.settings()["style_blend"] is None and ui.settings()["preserve_color"] is None
     assert ui.style2_menu.disabled and ui.color_menu.disabled
+
+
+@pytest.mark.parametrize(
+    "label, value",
+    [
+        ("Gram matrix", "gram"),
+        ("mean and std (AdaIN)", "mean_std"),
+        ("sliced Wasserstein", "sliced_wasserstein"),
+    ],
+)
+def test_style_statistic_menu_sets_style_stat(label: str, value: str) -> None:
+    ui = Controls()
+    assert ui.settings()["style_stat"] == "gram" and ui.stat_menu.label == "Gram matrix"
+    ui.stat_menu.label = label  # what choosing it in the browser does
+    assert ui.settings()["style_stat"] == value
+    assert set(STAT_LABELS) == set(nst.style_stats.STYLE_STATS)
+
+
+@pytest.mark.parametrize("value", ["mean_std", "sliced_wasserstein"])
+def test_runs_with_another_style_statistic(pg: Playground, value: str) -> None:
+    pg.controls.stat_menu.value = value
+    assert pg.run(wait=True)
+    assert pg.kind == "done" and pg.message.startswith("Done: 6 steps"), pg.message
+    assert len(pg.history) == 6 and 0 <= pg.result.min() and pg.result.max() <= 1
+
+
+def test_sliced_wasserstein_with_a_blend_is_one_sentence(pg: Playground) -> None:
+    ui = pg.controls
+    ui.stat_menu.value, ui.blend_check.value = "sliced_wasserstein", True
+    assert pg.run(wait=True)  # the real stylize refuses it before its first step
+    assert pg.kind == "error" and _is_one_sentence(pg.message), pg.message
+    assert pg.message.startswith("sliced_wasserstein matches one painting's whole feature")
+    assert "sliced_wasserstein matches" in ui.status_line.value
+    assert pg.result is None and pg.controls.progress_bar.bar_style == "danger"
+    assert _enabled(pg) == (True, False, False)
 
 
 def test_no_style_layer_is_one_sentence(pg: Playground) -> None:
@@ -254,6 +290,7 @@ def test_blend_passes_two_paintings(pg: Playground, monkeypatch: pytest.MonkeyPa
     assert isinstance(seen["style"], list) and len(seen["style"]) == 2
     assert seen["style_blend"] == [0.5, 0.5] and seen["model"] is pg.model
     assert seen["progress"] is False and callable(seen["callback"])
+    assert seen["style_stat"] == "gram"
 
 
 @pytest.mark.parametrize(

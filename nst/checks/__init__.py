@@ -19,6 +19,8 @@ from nst.checks.assignments import (
 from nst.checks.lessons import (
     check_content_loss,
     check_gram_matrix,
+    check_masked_gram,
+    check_mean_std_loss,
     check_style_loss,
     check_tv_loss,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "check_extract_features",
     "check_gram_matrix",
     "check_load",
+    "check_masked_gram",
+    "check_mean_std_loss",
     "check_style_loss",
     "check_tv_loss",
 ]

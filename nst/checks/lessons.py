@@ -1,4 +1,4 @@
-"""The lessons' checks: a learner's Gram matrix, content, style and total-variation loss."""
+"""The lessons' checks: Gram matrix, content, style and TV loss; masked Gram, mean-std loss."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ from nst.checks._core import (
     require_gradient,
     require_result,
 )
-from nst.losses import content_loss, gram_matrix, style_loss, tv_loss
+from nst.losses import content_loss, gram_matrix, relative_squared_error, style_loss, tv_loss
+from nst.masks import masked_gram
+from nst.style_stats import mean_std, mean_std_loss
+
+Mistakes = list[tuple[str, torch.Tensor]]  # (the sentence after the name, the wrong value)
 
 
 def check_gram_matrix(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -138,3 +142,73 @@ def check_tv_loss(fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     require_close(name, got, tv_loss(img), {"2": 2.0, "3 (the channels)": 3.0})
     require_gradient(name, fn, img)
     passed(name, "a random 6 x 9 image and a constant one")
+
+
+def _reject_known_mistakes(name: str, got: Any, mistakes: Mistakes) -> None:
+    """Raise CheckError with the sentence of the first known wrong value that ``got`` equals."""
+    if not isinstance(got, torch.Tensor):
+        return
+    for sentence, wrong in mistakes:
+        if got.shape == wrong.shape and torch.allclose(got.float(), wrong, rtol=RTOL, atol=ATOL):
+            raise CheckError(f"{name} {sentence}")
+
+
+def check_masked_gram(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Check a masked Gram (B,C,h,w) features, (1,1,h,w) mask -> (B,C,C): (F·m)(F·m)ᵀ / Σm."""
+    name = function_name(fn)
+    b, c, h, w = 2, 6, 5, 7
+    feats = random_tensor(b, c, h, w, seed=5)
+    feathered = 0.05 + 0.9 * random_tensor(1, 1, h, w, seed=6)  # (1,1,h,w) in (0, 1)
+    binary = (random_tensor(1, 1, h, w, seed=7) > 0.5).float()  # (1,1,h,w) of 0s and 1s
+    for mask in (feathered, binary):
+        got = call_on_copies(fn, name, feats, mask)
+        _reject_wrong_gram_shape(name, got, feats.shape)
+        _reject_known_mistakes(name, got, _masked_gram_mistakes(feats, mask))
+        total = mask.sum().item()  # Σm
+        factors = {"Σm (the mask's sum)": total, "H*W / Σm": h * w / total, "C": c}
+        require_close(name, got, masked_gram(feats, mask), factors)
+    require_gradient(name, fn, feats, feathered)
+    passed(name, f"features of shape {(b, c, h, w)} with a feathered and a binary mask")
+
+
+def _masked_gram_mistakes(feats: torch.Tensor, mask: torch.Tensor) -> Mistakes:
+    """The usual wrong masked Gram matrices of (B,C,h,w) features, each with its sentence."""
+    b, c, h, w = feats.shape
+    flat, masked = feats.reshape(b, c, h * w), (feats * mask).reshape(b, c, h * w)  # (B,C,M)
+    by_hw = "divides by h*w: divide by mask.sum(), the region's size in positions."
+    one_side = "masks only one side: multiply the features by the mask first, then (F·m)(F·m)ᵀ."
+    no_mask = "ignores the mask: multiply the features by it before the product."
+    mistakes = [(by_hw, masked @ masked.transpose(1, 2) / (h * w)), (no_mask, gram_matrix(feats))]
+    if ((mask > 0) & (mask < 1)).any():  # on a 0/1 mask m² = m: one side is then the same
+        mistakes.append((one_side, masked @ flat.transpose(1, 2) / mask.sum()))
+    return mistakes
+
+
+def check_mean_std_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Check a mean-std loss (B,C,H,W) features, (B,2,C) target -> mean((S-T)²) / mean(T²)."""
+    name = function_name(fn)
+    b, c, h, w = 2, 8, 6, 5
+    gen = random_tensor(b, c, h, w, seed=8)
+    target = mean_std(0.3 + 2 * random_tensor(b, c, h, w, seed=9))  # (B,2,C)
+    got = call_on_copies(fn, name, gen, target)
+    _reject_known_mistakes(name, got, _mean_std_mistakes(gen, target))
+    require_close(name, got, mean_std_loss(gen, target), {"2*B*C (the statistics)": 2 * b * c})
+    require_gradient(name, fn, gen, target)
+    passed(name, f"feature maps of shape {(b, c, h, w)} against a random (B,2,C) target")
+
+
+def _mean_std_mistakes(gen: torch.Tensor, target: torch.Tensor) -> Mistakes:
+    """The usual wrong mean-std losses of (B,C,H,W) features, each with its sentence."""
+    flat = gen.flatten(2)  # (B,C,M)
+    mean = flat.mean(dim=2)  # (B,C)
+    unbiased = torch.stack([mean, flat.std(dim=2, correction=1)], dim=1)  # (B,2,C): / (M-1)
+    variance = torch.stack([mean, flat.var(dim=2, correction=0)], dim=1)  # (B,2,C): no sqrt
+    std = "uses the unbiased std: use the population std, torch.std(..., correction=0)."
+    plain = "is the plain MSE: divide it by mean(style_mean_std ** 2)."
+    var = "takes the variance: use its square root, the std."
+    return [
+        (std, relative_squared_error(unbiased, target)),
+        (std, ((unbiased - target) ** 2).mean()),  # both mistakes: the std first
+        (plain, ((mean_std(gen) - target) ** 2).mean()),
+        (var, relative_squared_error(variance, target)),
+    ]

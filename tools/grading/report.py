@@ -143,7 +143,7 @@ def write_csv(subs: list[Submission], ref: Reference, path: Path) -> None:
         for sub in sorted(subs, key=lambda sub: sub.student):
             scores = [sub.scores.get(column, 0.0) for column in columns]
             writer.writerow(
-                [sub.student, sub.original, f"{sum(scores):g}", f"{ref.max_points:g}"]
+                [sub.student, sub.original, f"{sub.total:g}", f"{ref.max_points:g}"]
                 + [f"{x:g}" for x in scores]
                 + [sub.status.value, "; ".join(sub.notes)]
             )
