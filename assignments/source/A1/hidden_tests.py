@@ -103,6 +103,13 @@ class _MustNotRun(torch.nn.Module):
         )
 
 
+def _close(got: np.ndarray, want: np.ndarray) -> bool:
+    """Equal up to float rounding: a convolution's sums run in another order with another
+    number of threads (the submission's sandbox has its own), which moves activations of
+    thousands by up to ~1e-3, so the tolerance scales with the layer's largest value."""
+    return np.allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+
+
 def features_outputs(fn, seed):
     img, layers = _features_inputs(seed)
     model = _model()
@@ -130,14 +137,10 @@ def features_verdict(seed, out, hidden):
         assert got.shape == tuple(want[name].shape), (
             f"{name}: shape {got.shape}, expected {tuple(want[name].shape)}"
         )
-        assert np.allclose(got, want[name].numpy(), rtol=1e-4, atol=1e-4), (
-            f"the features at {name} differ"
-        )
+        assert _close(got, want[name].numpy()), f"the features at {name} differ"
     if hidden:
         assert "short_error" not in out, str(out.get("short_error", ""))
-        assert np.array_equal(out["short"], want["relu1_1"].numpy()), (
-            "relu1_1 of a two-layer model differs"
-        )
+        assert _close(out["short"], want["relu1_1"].numpy()), "relu1_1 of a two-layer model differs"
 
 
 # --- Exercise 3: gram_matrix ---------------------------------------------------------------

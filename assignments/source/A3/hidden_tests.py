@@ -83,6 +83,13 @@ def closure_outputs(fn, seed):
     return out
 
 
+def _close(got: np.ndarray, want: np.ndarray) -> bool:
+    """Equal up to float rounding: the network's sums run in another order with another
+    number of threads (the submission's sandbox has its own), so the tolerance scales with
+    the gradient's largest value."""
+    return np.allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+
+
 def closure_verdict(seed, out, hidden):
     losses, grad = _reference(seed, hidden)
     assert out["rows_before"] == 0, (
@@ -101,10 +108,8 @@ def closure_verdict(seed, out, hidden):
     assert out["grad_1"].shape == tuple(grad.shape), (
         "the closure left no gradient in gen_img.grad: call .backward()"
     )
-    assert np.allclose(out["grad_1"], grad.numpy(), rtol=1e-4, atol=1e-7), (
-        "gen_img.grad is not the loss's gradient"
-    )
-    assert not np.allclose(out["grad_2"], 2 * grad.numpy(), rtol=1e-4, atol=1e-7), (
+    assert _close(out["grad_1"], grad.numpy()), "gen_img.grad is not the loss's gradient"
+    assert not _close(out["grad_2"], 2 * grad.numpy()), (
         "gradients pile up from call to call: call optimizer.zero_grad() before backward()"
     )
     steps, calls = out["steps"], int(out["calls"])
