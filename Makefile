@@ -11,6 +11,10 @@ PYTEST_ARGS ?=
 # STALE=1: only those whose record (metadata nst.executed_from) no longer matches the code.
 NOTEBOOKS ?=
 STALE ?=
+# `make train`: which painting, an optional folder of more photos, extra flags for tools.train.
+STYLE ?=
+PHOTOS ?=
+TRAIN_ARGS ?=
 # `make grade`: which assignment, the folder of submitted notebooks, where grades.csv goes.
 A ?= A1
 SUBMISSIONS ?= submissions/$(A)
@@ -21,7 +25,7 @@ GRADE_ARGS ?=
 ROOT_FLAG = $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lab test lint notebooks colab release grade grade-corpus bench heroes bench-grading \
+.PHONY: help install lab test lint notebooks colab release grade grade-corpus bench heroes train bench-fast bench-grading \
 	student-repo instructor-kit clean distclean
 
 help:
@@ -44,6 +48,9 @@ help:
 	@echo "                2 CPU cores); writes data/bench/ (bench.csv, summary, figure, images)"
 	@echo "make heroes     the README's opening images: nst.stylize at 512 px on bundled pairs"
 	@echo "                (~10 min on 2 CPU cores); writes docs/heroes/ (an image and a JSON each)"
+	@echo "make train STYLE=starry_night  train lesson 09's fast network for a bundled painting"
+	@echo "                (~25 min on 2 CPU cores; PHOTOS=dir adds photos); writes data/fast/"
+	@echo "make bench-fast the fast networks' speed and quality on photos they never saw (~5 min)"
 	@echo "make bench-grading  grade 30 generated A1 submissions (correct and broken), print the times"
 	@echo "make clean      remove caches and build files (keeps $(VENV))"
 	@echo "make distclean  clean, and remove $(VENV) too"
@@ -93,6 +100,16 @@ bench: install
 # Not part of `make test`: about 10 minutes on 2 CPU cores. The README shows its images.
 heroes: install
 	$(BIN)/python -m tools.heroes
+
+# Not part of `make test`: about 25 minutes per painting on 2 CPU cores (make train STYLE=great_wave).
+# Writes data/fast/<painting>.pt, .json and .log.csv; TRAIN_ARGS adds flags, e.g. "--steps 3000".
+train: install
+	@test -n "$(STYLE)" || { echo "usage: make train STYLE=<painting> [PHOTOS=dir]"; exit 1; }
+	$(BIN)/python -m tools.train --style $(STYLE) $(if $(PHOTOS),--photos $(PHOTOS)) $(TRAIN_ARGS)
+
+# Not part of `make test`: about 5 minutes on 2 CPU cores. Lesson 09 and the README use its output.
+bench-fast: install
+	$(BIN)/python -m tools.bench_fast
 
 # Not part of `make test`: the bench test skips unless NST_BENCH=1.
 bench-grading: install

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import ipywidgets as widgets
 import torch
 
-from nst import data
+from nst import data, fast
 from nst.errors import NSTError
 from nst.images import tensor_to_pil
 from nst.style_stats import STYLE_STATS
@@ -142,6 +142,17 @@ def _row(*children: widgets.Widget) -> widgets.HBox:
     return widgets.HBox(list(children), layout={"align_items": "center"})
 
 
+def instant_refusal(painting: str, blending: bool) -> str | None:
+    """Why instant mode cannot paint with ``painting`` (a menu value), or None if it can."""
+    if blending:
+        return "Instant mode paints one painting: untick the blend."
+    if painting in fast.available():
+        return None
+    if painting not in data.STYLE_IMAGES:  # an upload
+        return "Instant mode needs a network trained for the painting; uploads have none."
+    return f"No fast network for {painting} yet: make train STYLE={painting} trains one."
+
+
 def to_jpeg(img: torch.Tensor, quality: int = 85) -> bytes:
     """(1, 3, H, W) in [0, 1] -> JPEG bytes, small enough to send to the browser every step."""
     buffer = io.BytesIO()
@@ -165,8 +176,8 @@ class Controls:
         self._make_knobs(starts)
         self._make_run_widgets()
         self.panel = self._layout()
-        for checkbox in (self.blend_check, self.keep_colors_check):
-            checkbox.observe(lambda _: self.sync_enabled(), names="value")
+        for widget in (self.blend_check, self.keep_colors_check, self.style_menu):
+            widget.observe(lambda _: self.sync_enabled(), names="value")
         self.sync_enabled()
 
     def _make_pictures(self) -> None:
@@ -178,8 +189,10 @@ class Controls:
         self.content_thumb, self.style_thumb, self.style2_thumb = map(_thumb, PICTURES)
 
     def _make_knobs(self, starts: dict[str, float]) -> None:
-        """The sliders, the style statistic, the blend, the style layers and colour preservation."""
+        """Instant mode, the sliders, the style statistic, the blend, the style layers, colours."""
         self.sliders = make_sliders(starts)
+        self.instant_check = _checkbox("nst-instant", "instant: the fast network", False, "200px")
+        self.instant_note = make(widgets.HTML, "nst-instant-note", layout={"width": "220px"})
         self.stat_menu = _stat_menu()
         self.blend_check = _checkbox("nst-blend", "blend in Painting 2", False, "150px")
         self.blend_share = make(
@@ -212,6 +225,14 @@ class Controls:
         self.run_button = make(
             widgets.Button, "nst-run", description="Run", icon="play", button_style="success"
         )
+        self.refine_button = make(
+            widgets.Button,
+            "nst-refine",
+            description="Refine",
+            icon="magic",
+            disabled=True,
+            tooltip="run stylize from the instant result, at the final size only",
+        )
         self.stop_button = make(
             widgets.Button,
             "nst-stop",
@@ -239,6 +260,7 @@ class Controls:
         )
         knobs = widgets.VBox(
             [
+                _row(self.instant_check, self.instant_note),
                 _row(self.blend_check, self.blend_share),
                 *self.sliders.values(),
                 self.stat_menu,
@@ -249,7 +271,7 @@ class Controls:
         )
         result = widgets.VBox(
             [
-                _row(self.run_button, self.stop_button, self.save_button),
+                _row(self.run_button, self.refine_button, self.stop_button, self.save_button),
                 self.progress_bar,
                 self.status_line,
                 self.preview_pane,
@@ -268,10 +290,15 @@ class Controls:
         ]
 
     def sync_enabled(self) -> None:
-        """Grey out painting 2 unless blending, and the colour method unless keeping colours."""
+        """Grey out painting 2 unless blending, the colour method unless keeping colours, and
+        instant mode (with the sentence why) for a painting without a fast network."""
         for widget in (self.style2_menu, self.style2_upload, self.blend_share):
             widget.disabled = not self.blend_check.value
         self.color_menu.disabled = not self.keep_colors_check.value
+        why_not = instant_refusal(self.style_menu.value, self.blend_check.value)
+        self.instant_check.disabled = why_not is not None
+        self.instant_check.value = self.instant_check.value and why_not is None
+        self.instant_note.value = f'<span style="color:#666">{html.escape(why_not or "")}</span>'
 
     # ------------------------------------------------------------------ reading
 
@@ -315,9 +342,15 @@ class Controls:
             f"⬇ Download the result (PNG, {width}×{height})</a>"
         )
 
+    def show_instant_result(self, img: torch.Tensor, file_name: str) -> None:
+        """The fast network's result: shown, downloadable, and Save and Refine enabled."""
+        self.show_preview(img)
+        self.show_download(img, file_name)
+        self.save_button.disabled = self.refine_button.disabled = False
+
     def show_run_started(self, steps: int) -> None:
         """Only Stop is enabled during a run; the progress bar starts empty, out of ``steps``."""
-        self.run_button.disabled = True
+        self.run_button.disabled = self.refine_button.disabled = True
         self.stop_button.disabled = False
         self.save_button.disabled = True
         self.progress_bar.max = steps

@@ -13,6 +13,11 @@ one sentence in the status line, never as a traceback.
     pg.controls.sliders["steps"].value = 100   # any widget, by what it is
     pg.run(wait=True)                          # or click Run; pg.stop() is the Stop button
     pg.result                                  # the last result, (1, 3, H, W) in [0, 1]
+
+Instant mode (lesson 09): with "instant" ticked, the painting's fast network (``nst.fast``)
+paints the photo in one forward pass, at once, whenever the photo, the painting or the size
+changes; Refine then runs ``stylize`` from that result at the final size only. Paintings without
+a network grey out the box, with the sentence why beside it.
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ from typing import Any
 import ipywidgets as widgets
 import torch
 
-from nst import data
-from nst.controls import MAX_UPLOAD_MB, THUMB_SIDE, Controls, to_jpeg
+from nst import data, fast
+from nst.controls import MAX_UPLOAD_MB, THUMB_SIDE, Controls, instant_refusal, to_jpeg
 from nst.errors import ImageError, NSTError
 from nst.images import load_image, load_image_bytes, resize, save_image
 from nst.recipe import stylize
@@ -81,7 +86,68 @@ def _enable_colab_widgets() -> None:
     output.enable_custom_widget_manager()
 
 
-class Playground:
+class InstantMode:
+    """The playground's instant mode: a fast network paints at once; Refine polishes with stylize.
+
+    Mixed into ``Playground``, whose widgets, pictures, status line and runs it uses.
+    """
+
+    controls: Controls
+    result: torch.Tensor | None
+    history: History
+
+    def _wire_instant(self) -> None:
+        """Repaint at once when instant is ticked or the photo, painting or size changes."""
+        self._nets: dict[str, fast.TransformerNet] = {}  # painting -> its loaded network
+        self._refine_from: torch.Tensor | None = None  # the instant result Refine starts from
+        ui = self.controls
+        ui.refine_button.on_click(lambda _: self.refine())
+        for widget in (ui.instant_check, ui.content_menu, ui.style_menu, ui.sliders["size"]):
+            widget.observe(lambda _: self._on_picture_change(), names="value")
+
+    def _on_picture_change(self) -> None:
+        """An instant result no longer matches the choices: paint again, or forget it."""
+        self._refine_from = None
+        self.controls.refine_button.disabled = True
+        if self.controls.instant_check.value and not self.running:
+            self.paint_instantly()
+
+    def paint_instantly(self) -> bool:
+        """The painting's fast network paints the photo in one pass; False (and why) if not."""
+        ui = self.controls
+        painting, size = ui.style_menu.value, ui.sliders["size"].value
+        why_not = instant_refusal(painting, ui.blend_check.value)
+        if why_not is not None or self.running:
+            self._set_status(why_not or "Already running; click Stop first.", "error")
+            return False
+        try:
+            content_img = self.image(ui.content_menu.value, size)
+            net = self._nets[painting] = self._nets.get(painting) or fast.load(painting)
+            start = time.perf_counter()
+            self.result, self.history = fast.stylize(content_img, net), []
+        except Exception as err:  # never a traceback in the UI
+            self._set_status(one_sentence(err), "error")
+            return False
+        seconds, (height, width) = time.perf_counter() - start, self.result.shape[-2:]
+        self._refine_from = self.result
+        ui.show_instant_result(self.result, self._file_name())
+        steps = ui.sliders["steps"].value
+        self._set_status(
+            f"Painted by the fast network in {seconds:.2f} s ({width}×{height} px); "
+            f"Refine adds {steps} steps of stylize at this size.",
+            "done",
+        )
+        return True
+
+    def refine(self, wait: bool = False) -> bool:
+        """Run stylize from the instant result at the final size only (Refine button)."""
+        if self._refine_from is None:
+            self._set_status("Nothing to refine yet: tick instant to paint at once.", "error")
+            return False
+        return self.run(wait=wait, init=self._refine_from)
+
+
+class Playground(InstantMode):
     """Neural style transfer behind widgets; show ``.widget``, then Run (or call ``run()``)."""
 
     def __init__(
@@ -112,6 +178,7 @@ class Playground:
         self.controls = Controls(size=size, steps=steps)
         self.widget = self.controls.panel
         self._wire()
+        self._wire_instant()
         for menu, _, thumb in self.controls.pictures():
             self._show_thumb(menu, thumb)
         self.controls.show_preview(self.image(self.controls.content_menu.value, THUMB_SIDE * 2))
@@ -178,8 +245,13 @@ class Playground:
         """True while a run's thread is alive."""
         return self._thread is not None and self._thread.is_alive()
 
-    def run(self, wait: bool = False) -> bool:
-        """Start a run in a background thread (Run button); ``wait`` blocks until it ends."""
+    def run(self, wait: bool = False, init: torch.Tensor | None = None) -> bool:
+        """Start a run in a background thread (Run button); ``wait`` blocks until it ends.
+
+        In instant mode, paint at once instead; ``init``: start from it, at the final size only.
+        """
+        if init is None and self.controls.instant_check.value:
+            return self.paint_instantly()
         if self.running:
             self._set_status("Already running; click Stop first.", "busy")
             return False
@@ -188,7 +260,10 @@ class Playground:
         except NSTError as err:
             self._set_status(str(err), "error")
             return False
+        if init is not None:  # Refine: only the final size, from the given start
+            settings |= {"sizes": [settings["size"]], "init": init}
         self._stop_event.clear()
+        self._refine_from = None
         self.controls.show_run_started(settings["steps"])
         self._set_status("Starting…", "busy")
         self._thread = threading.Thread(
