@@ -47,6 +47,7 @@ STAT_LABELS = {
 }
 SLIDER_LOOK = {"style": {"description_width": "110px"}, "layout": {"width": "420px"}}
 RESULT_LAYOUT = {"width": "360px"}  # the progress bar, the status line and the preview
+BUTTON_LAYOUT = {"width": "86px"}  # four side by side within the result column
 
 AnyWidget = TypeVar("AnyWidget", bound=widgets.DOMWidget)
 
@@ -137,6 +138,20 @@ def _checkbox(css: str, label: str, value: bool, width: str) -> widgets.Checkbox
     )
 
 
+def _button(css: str, label: str, icon: str, style: str = "", tooltip: str = "") -> widgets.Button:
+    """A button, narrow enough for four in a row; all but Run start disabled."""
+    return make(
+        widgets.Button,
+        css,
+        description=label,
+        icon=icon,
+        button_style=style,
+        disabled=css != "nst-run",
+        tooltip=tooltip,
+        layout=BUTTON_LAYOUT,
+    )
+
+
 def _row(*children: widgets.Widget) -> widgets.HBox:
     """Widgets side by side, centred vertically."""
     return widgets.HBox(list(children), layout={"align_items": "center"})
@@ -221,29 +236,16 @@ class Controls:
         )
 
     def _make_run_widgets(self) -> None:
-        """Run, Stop and Save, then what shows a run: progress, status, preview, download link."""
-        self.run_button = make(
-            widgets.Button, "nst-run", description="Run", icon="play", button_style="success"
-        )
-        self.refine_button = make(
-            widgets.Button,
+        """Run, Refine, Stop and Save, then what shows a run: progress, status, preview, link."""
+        self.run_button = _button("nst-run", "Run", "play", "success")
+        self.refine_button = _button(
             "nst-refine",
-            description="Refine",
-            icon="magic",
-            disabled=True,
-            tooltip="run stylize from the instant result, at the final size only",
+            "Refine",
+            "magic",
+            tooltip="stylize from the instant result, final size only",
         )
-        self.stop_button = make(
-            widgets.Button,
-            "nst-stop",
-            description="Stop",
-            icon="stop",
-            button_style="danger",
-            disabled=True,
-        )
-        self.save_button = make(
-            widgets.Button, "nst-save", description="Save", icon="save", disabled=True
-        )
+        self.stop_button = _button("nst-stop", "Stop", "stop", "danger")
+        self.save_button = _button("nst-save", "Save", "save")
         steps = self.sliders["steps"].value
         self.progress_bar = make(
             widgets.IntProgress, "nst-progress", value=0, min=0, max=steps, layout=RESULT_LAYOUT

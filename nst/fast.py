@@ -13,6 +13,7 @@ beside it; ``stylize(content_img, name)`` paints a (1,3,H,W) photo of any size â
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from nst.images import check_image
 
 FAST_DIR = DATA_DIR / "fast"
 NORMS = ("instance", "batch")
-MIN_SIDE = 32  # the network shrinks images 4x; below this its 9x9 padding runs out of pixels
+MIN_SIDE = 32  # the smallest side tested: the residual blocks then see 8 x 8 positions
 
 
 def _norm(channels: int, norm: str) -> nn.Module:
@@ -74,8 +75,13 @@ class UpsampleConv(nn.Sequential):
 
 
 def _down(c_in: int, c_out: int, kernel: int, stride: int, norm: str) -> list[nn.Module]:
-    """A convolution, its normalisation and a ReLU."""
+    """A convolution (stride 2 halves the size), its normalisation and a ReLU."""
     return [ConvLayer(c_in, c_out, kernel, stride), _norm(c_out, norm), nn.ReLU()]
+
+
+def _up(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
+    """2x upsampling and a convolution, its normalisation and a ReLU."""
+    return [UpsampleConv(c_in, c_out), _norm(c_out, norm), nn.ReLU()]
 
 
 class TransformerNet(nn.Module):
@@ -95,12 +101,8 @@ class TransformerNet(nn.Module):
             *_down(w1, w2, 3, 2, norm),  # (B,w2,H/2,W/2)
             *_down(w2, w3, 3, 2, norm),  # (B,w3,H/4,W/4)
             *[ResidualBlock(w3, norm) for _ in range(n_residual)],  # (B,w3,H/4,W/4)
-            UpsampleConv(w3, w2),
-            _norm(w2, norm),
-            nn.ReLU(),  # (B,w2,H/2,W/2)
-            UpsampleConv(w2, w1),
-            _norm(w1, norm),
-            nn.ReLU(),  # (B,w1,H,W)
+            *_up(w3, w2, norm),  # (B,w2,H/2,W/2)
+            *_up(w2, w1, norm),  # (B,w1,H,W)
             ConvLayer(w1, 3, 9),  # (B,3,H,W), any real number
             nn.Sigmoid(),  # (B,3,H,W) in (0,1)
         )
@@ -126,6 +128,13 @@ def info(name: str) -> dict:
     return json.loads((FAST_DIR / f"{name}.json").read_text())
 
 
+def training_log(name: str) -> list[dict[str, float]]:
+    """The loss of every training step of a committed network: step, seconds, total, content, ..."""
+    info(name)  # one sentence for an unknown name
+    with (FAST_DIR / f"{name}.log.csv").open() as f:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(f)]
+
+
 def load(name: str, device: str | torch.device = "cpu") -> TransformerNet:
     """The committed network for painting ``name``, in eval mode, its weights frozen."""
     config = info(name)["architecture"]
@@ -136,7 +145,11 @@ def load(name: str, device: str | torch.device = "cpu") -> TransformerNet:
 
 
 def stylize(content_img: torch.Tensor, style: str | TransformerNet) -> torch.Tensor:
-    """Paint a (1,3,H,W) photo in one forward pass -> (1,3,H,W); ``style``: a name or a net."""
+    """Paint a (1,3,H,W) photo in one forward pass -> (1,3,H,W); ``style``: a name or a net.
+
+    A network is used in the mode it is in: ``load`` returns it in eval mode; call ``.eval()`` on
+    one you trained with batch normalisation, or it normalises by this photo's own statistics.
+    """
     check_image(content_img, "content_img")
     if min(content_img.shape[-2:]) < MIN_SIDE:
         raise ImageError(

@@ -93,7 +93,7 @@ def random_crops(
 
 
 class PerceptualLoss:
-    """A batch's losses: each output against its own input photo (content) and the painting."""
+    """A batch's losses: each painting against its own crop (content) and the painting (style)."""
 
     def __init__(
         self,
@@ -109,16 +109,20 @@ class PerceptualLoss:
         device = next(model.parameters()).device
         self.dtype = torch.bfloat16 if device.type == "cpu" else torch.float16  # as stylize
 
-    def __call__(self, output: torch.Tensor, photos: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B,3,H,W) outputs and their input photos -> {"total", "content", "style", "tv"}."""
-        o, device = self.options, output.device
-        with torch.autocast(device.type, dtype=self.dtype):  # the network in low precision
-            with torch.no_grad():  # the photos' features are the targets: constants
-                target = self.model(photos, [self.content_layer])[self.content_layer]
-            feats = self.model(output, [self.content_layer, *self.style_layers])
+    def __call__(self, gen_imgs: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B,3,H,W) paintings of (B,3,H,W) crops -> {"total", "content", "style", "tv"}.
+
+        The content loss compares each painting with its own crop; like ``content_loss``, it is
+        one relative error over the whole batch, so crops with stronger features weigh more.
+        """
+        o, device = self.options, gen_imgs.device
+        with torch.autocast(device.type, dtype=self.dtype):  # VGG19 in bf16 / fp16, as stylize
+            with torch.no_grad():  # the crops' features are the targets: constants
+                target = self.model(crops, [self.content_layer])[self.content_layer]
+            feats = self.model(gen_imgs, [self.content_layer, *self.style_layers])
         c = content_loss(feats[self.content_layer].float(), target.float())  # (B,C,h,w) each
         s = style_loss(feats, self.style_grams, layer_loss=gram_loss_by_hand)  # (1,C,C) targets
-        t = tv_loss(output)
+        t = tv_loss(gen_imgs)
         total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
         return {"total": total, "content": c, "style": s, "tv": t}
 
@@ -126,14 +130,14 @@ class PerceptualLoss:
 def train_step(
     net: TransformerNet,
     loss_fn: PerceptualLoss,
-    photos: torch.Tensor,
+    crops: torch.Tensor,
     optimizer: torch.optim.Optimizer,
 ) -> Row:
-    """One update of the network's weights on a batch of photos (B,3,H,W) -> the losses."""
-    output = net(photos)  # (B,3,H,W): the batch, painted
-    losses = loss_fn(output, photos)
+    """One update of the network's weights on a batch of crops (B,3,H,W) -> the losses."""
+    gen_imgs = net(crops)  # (B,3,H,W): the batch, painted
+    losses = loss_fn(gen_imgs, crops)
     optimizer.zero_grad()
-    losses["total"].backward()  # gradients reach the weights through the frozen VGG
+    losses["total"].backward()  # through the frozen VGG19 and the network, to its weights
     optimizer.step()
     return {name: value.item() for name, value in losses.items()}
 

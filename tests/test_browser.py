@@ -293,7 +293,7 @@ def test_playground_in_chromium(
 
 
 def _drive(page: Page, shot: Shots, lab: dict[str, str]) -> None:
-    """Open the lesson, run all, then Run, Stop and upload in the playground, checking the page."""
+    """Open the lesson, run all, then Run, instant and Refine, Stop and upload in the playground."""
     page.goto(lab["url"])
     _run_all_cells(page, shot)
     panel = Panel(page)
@@ -303,6 +303,7 @@ def _drive(page: Page, shot: Shots, lab: dict[str, str]) -> None:
     shot("ran_all_cells")
     _choose_style_statistics(panel, shot)
     _run_to_the_end(page, panel, shot)
+    _instant_and_refine(page, panel, shot)
     _stop_a_long_run(panel, shot)
     _upload_files(page, panel, shot)
 
@@ -321,6 +322,10 @@ class Panel:
         self.content_menu = page.locator(".nst-content select")
         self.stat_menu = page.locator(".nst-style-stat select")
         self.blend = page.locator(".nst-blend input[type=checkbox]")
+        self.style_menu = page.locator(".nst-style select")
+        self.instant = page.locator(".nst-instant input[type=checkbox]")
+        self.instant_note = page.locator(".nst-instant-note")
+        self.refine = page.locator("button.nst-refine")
         self.download = page.locator(".nst-download a[download]")
         self.whole = page.locator(".nst-playground")
 
@@ -432,6 +437,31 @@ def _watch_previews(
 
     _wait("the run to finish", run_finished, RUN_S, interval=0.1)
     return previews, texts
+
+
+def _instant_and_refine(page: Page, panel: Panel, shot: Shots) -> None:
+    """No network for Kandinsky: instant greyed out with its sentence; for Van Gogh: tick it, the
+    fast network paints at once; Refine runs stylize from that result to the end."""
+    panel.style_menu.select_option("composition_viii")
+    _wait("instant greyed out", panel.instant.is_disabled, 10, 0.1)
+    assert "No fast network for composition_viii" in panel.instant_note.inner_text()
+    shot("instant_refused")
+    panel.style_menu.select_option("starry_night")
+    _wait("instant enabled again", panel.instant.is_enabled, 10, 0.1)
+    assert panel.instant_note.inner_text().strip() == ""
+    before = page.evaluate(PREVIEW_HASH)
+    panel.instant.check()
+    _wait("the instant painting", lambda: panel.text().startswith("Painted by the fast"), 30, 0.1)
+    assert panel.kind() == "done" and page.evaluate(PREVIEW_HASH) != before
+    _wait("Refine enabled", panel.refine.is_enabled, 10, 0.1)
+    shot("instant")
+    steps = panel.steps()
+    panel.refine.click()
+    _wait("the refinement to finish", lambda: panel.text().startswith("Done:"), RUN_S, 0.1)
+    assert panel.text().startswith(f"Done: {steps} steps"), panel.text()
+    assert panel.refine.is_disabled() and panel.run.is_enabled()
+    shot("refined")
+    panel.instant.uncheck()
 
 
 def _stop_a_long_run(panel: Panel, shot: Shots) -> None:

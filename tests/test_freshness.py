@@ -6,7 +6,8 @@
 - every lesson records what it was executed from (``metadata.nst.executed_from``, written by
   ``tools/run_notebooks.py``), and the record still matches its code, ``nst`` and data;
 - progress lines end as text (no frozen ``0%|`` bar) and no warning was stored;
-- the README's images (``make heroes``) and ``data/bench`` (``make bench``) carry the same record;
+- the README's images (``make heroes``), ``data/bench`` (``make bench``) and
+  ``data/fast/bench.json`` (``make bench-fast``) carry the same record;
 - in a real kernel, a figure helper followed by a ``print`` stores one image, and a progress
   line is stored as its final text.
 """
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 HEROES = sorted((ROOT / "docs" / "heroes").glob("*.json"))
 BENCH_SUMMARY = ROOT / "data" / "bench" / "bench_summary.json"
+FAST_BENCH = ROOT / "data" / "fast" / "bench.json"
 REFRESH = "run `make notebooks STALE=1` to re-execute them"
 
 
@@ -130,7 +132,8 @@ def test_no_frozen_progress_bar_or_warning_stored(path: Path) -> None:
 def test_bench_and_readme_images_are_from_todays_code() -> None:
     assert HEROES, "docs/heroes/ holds no results: run `make heroes`"
     stale = []
-    for path, cmd in [(BENCH_SUMMARY, "make bench")] + [(p, "make heroes") for p in HEROES]:
+    results = [(BENCH_SUMMARY, "make bench"), (FAST_BENCH, "make bench-fast")]
+    for path, cmd in results + [(p, "make heroes") for p in HEROES]:
         record = json.loads(path.read_text()).get("executed_from")
         if not provenance.is_current(record):
             stale.append(f"{path.relative_to(ROOT)} (run `{cmd}`)")

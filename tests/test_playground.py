@@ -20,7 +20,7 @@ from PIL import Image
 
 import nst
 from nst import playground
-from nst.controls import SLIDERS, STAT_LABELS, Controls, slider_class
+from nst.controls import SLIDERS, STAT_LABELS, Controls, instant_refusal, slider_class
 from nst.errors import ImageError, NSTError
 from nst.playground import Playground, load_upload, one_sentence
 
@@ -328,3 +328,56 @@ def test_save(pg: Playground, tmp_path) -> None:
     assert jpg.is_file()
     assert pg.save(tmp_path / "mine.xyz") is None
     assert pg.kind == "error" and _is_one_sentence(pg.message), pg.message
+
+
+# --- instant mode (lesson 09) ---------------------------------------------------------------
+
+
+def test_instant_is_refused_with_one_sentence_where_no_network_paints() -> None:
+    ui = Controls()
+    ui.style_menu.value = "composition_viii"
+    assert ui.instant_check.disabled and not ui.instant_check.value
+    assert "No fast network for composition_viii yet: make train" in ui.instant_note.value
+    ui.style_menu.value = "starry_night"
+    assert not ui.instant_check.disabled and "No fast" not in ui.instant_note.value
+    ui.blend_check.value = True
+    assert ui.instant_check.disabled and "untick the blend" in ui.instant_note.value
+    assert "uploads have none" in instant_refusal(f"{playground.UPLOAD_PREFIX}my.png", False)
+
+
+def test_instant_paints_at_once_and_refine_starts_from_it(pg, monkeypatch) -> None:
+    ui = pg.controls
+    ui.instant_check.value = True  # ticking it paints at once
+    assert pg.kind == "done" and pg.message.startswith("Painted by the fast network in"), pg.message
+    first = pg.result
+    assert max(first.shape[-2:]) == 64 and pg.history == []
+    assert _enabled(pg) == (True, False, True) and not ui.refine_button.disabled
+    seen = {}
+    real = playground.stylize
+
+    def spy(content_img, style, **kwargs):
+        seen.update(kwargs)
+        return real(content_img, style, **kwargs)
+
+    monkeypatch.setattr(playground, "stylize", spy)
+    assert pg.refine(wait=True)
+    assert seen["sizes"] == [64] and torch.equal(seen["init"], first)
+    assert pg.message.startswith("Done: 6 steps"), pg.message
+    assert not torch.equal(pg.result, first) and ui.refine_button.disabled
+
+
+def test_instant_repaints_when_the_photo_or_size_changes(pg) -> None:
+    ui = pg.controls
+    ui.instant_check.value = True
+    first = pg.result
+    ui.content_menu.value = "coffee"
+    assert pg.result is not first and pg.message.startswith("Painted")
+    ui.sliders["size"].value = 96
+    assert max(pg.result.shape[-2:]) == 96
+    ui.instant_check.value = False
+    assert pg.run(wait=True) and pg.message.startswith("Done: 6 steps")  # stylize again
+
+
+def test_refine_without_an_instant_result_says_so(pg) -> None:
+    assert not pg.refine()
+    assert pg.kind == "error" and _is_one_sentence(pg.message) and "Nothing to refine" in pg.message

@@ -171,6 +171,18 @@ def _where(headings, name: str) -> list[int]:
 
 
 @each_notebook
+def test_notebook_text_has_no_control_characters(path):
+    """A lost backslash turns LaTeX's \\frac into a form feed and \\beta into a backspace."""
+    nb = read(path)
+    bad = [
+        f"cell {i}: {m.group()!r} in {cell.source[max(0, m.start() - 20) : m.start() + 20]!r}"
+        for i, cell in enumerate(nb.cells)
+        for m in re.finditer(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", cell.source)
+    ]
+    assert not bad, "control characters: " + "; ".join(bad)
+
+
+@each_notebook
 def test_notebook_has_sections(path):
     nb = read(path)
     n = len(nb.cells)
@@ -196,11 +208,11 @@ def test_every_image_is_credited():
     credits = (ROOT / "data" / "CREDITS.md").read_text(encoding="utf-8")
     images = [
         f"{folder}/{p.name}"
-        for folder in ("content", "style")
+        for folder in ("content", "style", "masks", "train")
         for p in sorted((ROOT / "data" / folder).glob("*"))
         if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
     ]
-    assert images, "no images in data/content and data/style"
+    assert images, "no images in data/"
     missing = [name for name in images if name not in credits]
     assert not missing, f"not in data/CREDITS.md: {missing}"
 

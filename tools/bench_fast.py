@@ -4,8 +4,9 @@ For each network in ``data/fast/``: the seconds of one forward pass on a 512×38
 loaded, ``torch.inference_mode``, median of 3 after one warm-up), and on the bundled photos that
 no network was trained on, lesson 06's distances of three images to the photo and the painting:
 the photo itself, the network's result and ``nst.stylize``'s at its defaults (512 px, 80 steps).
-Writes ``data/fast/bench.json`` and ``docs/fast/<photo>_<painting>.jpg`` (photo, network,
-``stylize``, side by side); prints a table. About 5 minutes on 2 CPU cores.
+Writes ``data/fast/bench.json``, ``docs/fast/<photo>_<painting>.jpg`` (photo, network, ``stylize``,
+side by side) and README.md's section between ``<!-- fast:start -->`` and ``<!-- fast:end -->``;
+prints a table. About 5 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import torch
 
 import nst
 from nst import fast, metrics, provenance
-from tools.common import ROOT, machine_description
+from tools.common import README, ROOT, machine_description
 
 PHOTOS = ("astronaut", "chelsea", "grace_hopper")  # none of them is in data/train/
 SIZE = 512
 OUT = ROOT / "docs" / "fast"
 SUMMARY = fast.FAST_DIR / "bench.json"
+SECTION_START, SECTION_END = "<!-- fast:start -->", "<!-- fast:end -->"
+TITLES = {"starry_night": "The Starry Night", "great_wave": "The Great Wave"}
 
 
 def seconds_per_pass(net: fast.TransformerNet, size: tuple[int, int] = (384, 512)) -> float:
@@ -73,6 +76,46 @@ def report(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def readme_section(summary: dict) -> str:
+    """README's figures: per network its speed and the three distances per photo, and one image."""
+    lines = [
+        "| network | one 512 × 384 photo | photo | style: photo → network (`stylize`) | "
+        "content: network (`stylize`) | SSIM: network (`stylize`) |",
+        "| --- | ---: | --- | --- | --- | --- |",
+    ]
+    for painting, result in summary["networks"].items():
+        for i, r in enumerate(result["photos"]):
+            first = [TITLES.get(painting, painting), f"{result['seconds_512x384']:.2f} s"]
+            lines.append(
+                "| " + " | ".join(first if i == 0 else ["", ""]) + f" | {r['photo']} | "
+                f"{r['photo_style']:.2f} → **{r['fast_style']:.2f}** ({r['stylize_style']:.2f}) | "
+                f"{r['fast_content']:.2f} ({r['stylize_content']:.2f}) | "
+                f"{r['fast_ssim']:.2f} ({r['stylize_ssim']:.2f}) |"
+            )
+    images = [
+        f"![{r['photo']}: the photo, then painted by the network for {TITLES.get(p, p)}, "
+        "then by nst.stylize]"
+        f"(docs/fast/{r['photo']}_{p}.jpg)"
+        for p, result in summary["networks"].items()
+        for r in result["photos"][:1]
+    ]
+    footer = (
+        f"Made by `make bench-fast` on {summary['date']}, {summary['machine']}: photos no network "
+        "was trained on, at 512 px; `stylize` at its defaults (80 steps) took "
+        f"{summary['stylize_seconds']:.0f} s per photo on average. Each image: the photo, the "
+        "network's painting, `stylize`'s."
+    )
+    return "\n".join(lines) + "\n\n" + "\n".join(images) + "\n\n" + footer
+
+
+def rewrite_readme(summary: dict) -> None:
+    """Put ``readme_section(summary)`` between README's markers (which must be there)."""
+    text = README.read_text(encoding="utf-8")
+    start, end = text.index(SECTION_START), text.index(SECTION_END)
+    middle = "\n\n" + readme_section(summary) + "\n\n"
+    README.write_text(text[: start + len(SECTION_START)] + middle + text[end:], encoding="utf-8")
+
+
 def main() -> int:
     """Measure every committed network; write the summary and the images; print the table."""
     names = fast.available()
@@ -94,7 +137,10 @@ def main() -> int:
         "date": datetime.date.today().isoformat(),
         "executed_from": provenance.run_record(used),
     }
+    slow = [r["stylize_seconds"] for n in networks.values() for r in n["photos"]]
+    summary["stylize_seconds"] = round(statistics.mean(slow), 1)
     SUMMARY.write_text(json.dumps(summary, indent=1) + "\n")
+    rewrite_readme(summary)
     print(report(summary))
     return 0
 

@@ -79,10 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         **{f.name: getattr(args, f.name) for f in fields(perceptual.TrainOptions)}
     )
     paths = photo_paths(args.photos)
+    commit = nst_commit()  # now: the code this run imports, not what the tree holds at its end
     torch.manual_seed(options.seed)  # the same first weights on every run
-    net = fast.TransformerNet(norm=args.norm)
-    model = nst.load_vgg19(device="cpu")
+    device = nst.vgg.default_device()  # CUDA, MPS or the CPU, as the lessons
+    net = fast.TransformerNet(norm=args.norm).to(device)
+    model = nst.load_vgg19(device=device)
     style_img = nst.load_image(nst.data.style_path(args.style), long_side=options.photo_side)
+    style_img = style_img.to(device)
     loss_fn = perceptual.PerceptualLoss(model, style_img, options)
     photos = perceptual.load_photos(paths, options.photo_side)
     print(f"Training on {len(photos)} photos for {options.steps} steps of {options.batch} crops.")
@@ -95,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(history[-1]["seconds"], 1),
         "final_losses": {k: round(history[-1][k], 4) for k in ("content", "style", "tv")},
         "machine": machine_description(),
+        "device": str(device),
         "torch": torch.__version__,
-        "nst_commit": nst_commit(),
+        "nst_commit": commit,
         "date": datetime.date.today().isoformat(),
     }
-    path = fast.save(net.eval(), name, record, args.out)
+    path = fast.save(net.eval().cpu(), name, record, args.out)
     write_log(history, path.with_suffix(".log.csv"))
     print(f"Wrote {path} and its .json and .log.csv ({record['seconds']:.0f} s).")
     return 0
