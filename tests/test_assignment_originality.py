@@ -3,8 +3,8 @@
 A lesson displays code in two ways: its own code cells, and the listings of ``nst``'s functions
 that ``nst.plot.show_source`` stores as outputs. A graded exercise whose solution is (nearly) one of
 those grades copying, not understanding. Each graded solution cell of the assignments' sources,
-whole and its ``### BEGIN SOLUTION`` part alone, must have a difflib similarity ratio below
-``MAX_RATIO`` to every such cell and listing.
+whole and its solution part alone (between nbgrader's markers), must have a difflib similarity
+ratio below ``MAX_RATIO`` to every such cell and listing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = sorted((ROOT / "assignments" / "source").glob("A*/A*_*.ipynb"))
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 MAX_RATIO = 0.6
+# nbgrader's markers, built from pieces: students get this file (without assignments/source/, so
+# it has nothing to check there), and the student repository must hold no marker itself.
+BEGIN, END = ("### " + word + " SOLUTION" for word in ("BEGIN", "END"))
 # A1's gram_matrix is lesson 02's listing of nst.gram_matrix (ratio 0.76): the revision of A1-A3
 # (issue 21) replaces it. strict: once it is replaced, this marker must go.
 KNOWN = {"A1": "A1's gram_matrix repeats lesson 02's listing; A1 is to be revised"}
@@ -41,11 +44,10 @@ def _lesson_code() -> list[tuple[str, str]]:
 
 
 def _solution_part(source: str) -> str:
-    """The lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (all, if no markers)."""
-    if "### BEGIN SOLUTION" not in source:
+    """The lines between nbgrader's begin- and end-of-solution markers (all, if none)."""
+    if BEGIN not in source:
         return source
-    after = source.split("### BEGIN SOLUTION", 1)[1]
-    return after.split("### END SOLUTION", 1)[0]
+    return source.split(BEGIN, 1)[1].split(END, 1)[0]
 
 
 def _graded_solutions(path: Path) -> list[tuple[str, str]]:
