@@ -25,7 +25,7 @@ from nst.fast import TransformerNet
 from nst.images import load_image, resize
 from nst.losses import content_loss, style_loss, style_targets, tv_loss
 from nst.progress import Progress
-from nst.speedups import gram_loss_by_hand
+from nst.speedups import autocast_dtype, gram_loss_by_hand
 from nst.vgg import CONTENT_LAYER, STYLE_LAYERS, VGG19Features
 
 TRAIN_DIR = DATA_DIR / "train"
@@ -106,8 +106,7 @@ class PerceptualLoss:
         self.model, self.options, self.content_layer = model, options, content_layer
         self.style_layers = list(style_layers)
         self.style_grams = style_targets(model, style_img, self.style_layers)  # {layer: (1,C,C)}
-        device = next(model.parameters()).device
-        self.dtype = torch.bfloat16 if device.type == "cpu" else torch.float16  # as stylize
+        self.dtype = autocast_dtype("auto", next(model.parameters()).device)  # as stylize
 
     def __call__(self, gen_imgs: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B,3,H,W) paintings of (B,3,H,W) crops -> {"total", "content", "style", "tv"}.
@@ -116,7 +115,8 @@ class PerceptualLoss:
         one relative error over the whole batch, so crops with stronger features weigh more.
         """
         o, device = self.options, gen_imgs.device
-        with torch.autocast(device.type, dtype=self.dtype):  # VGG19 in bf16 / fp16, as stylize
+        low = self.dtype is not None  # VGG19 in bf16 (CPU) or fp16 (CUDA), as stylize
+        with torch.autocast(device.type, dtype=self.dtype, enabled=low):
             with torch.no_grad():  # the crops' features are the targets: constants
                 target = self.model(crops, [self.content_layer])[self.content_layer]
             feats = self.model(gen_imgs, [self.content_layer, *self.style_layers])
