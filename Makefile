@@ -41,7 +41,7 @@ help:
 	@echo "make grade      grade a folder of submitted notebooks, each in a sandbox (bubblewrap):"
 	@echo "                make grade A=A1 SUBMISSIONS=path/to/folder OUT=grades/A1"
 	@echo "                (writes OUT/grades.csv and OUT/feedback/<student>.html)"
-	@echo "make grade-corpus  grade crafted honest and hostile submissions of A1-A3, check each score"
+	@echo "make grade-corpus  grade crafted honest and hostile submissions of A1-A4, check each score"
 	@echo "make student-repo DEST=dir    the tree students clone: no solutions, no hidden tests"
 	@echo "make instructor-kit DEST=dir  the assignments' sources and hidden tests, for a private repo"
 	@echo "make bench      python -m tools.bench: classic recipe vs nst.stylize at 512 px (15-25 min on"
@@ -85,9 +85,10 @@ release: install
 grade: install
 	$(BIN)/python -m tools.grade $(A) $(SUBMISSIONS) --out $(OUT) $(GRADE_ARGS)
 
-# Not part of `make test`: about 4 minutes on 2 CPU cores (the tiny corpus in `make test` covers every attack).
+# Not part of `make test`: about 16 minutes on 2 CPU cores (the tiny corpus in `make test` covers every attack).
 grade-corpus: install
-	NST_GRADE_CORPUS=1 $(BIN)/python -m pytest tests/test_grading.py -k real_assignment_corpus -p no:cacheprovider
+	NST_GRADE_CORPUS=1 $(BIN)/python -m pytest tests/test_grading.py tests/test_capstone.py \
+		-k "real_assignment_corpus or capstone_corpus" -p no:cacheprovider
 
 student-repo instructor-kit: install
 	@test -n "$(DEST)" || { echo "usage: make $@ DEST=path/to/new/folder"; exit 1; }

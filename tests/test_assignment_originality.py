@@ -22,9 +22,6 @@ MAX_RATIO = 0.6
 # nbgrader's markers, built from pieces: students get this file (without assignments/source/, so
 # it has nothing to check there), and the student repository must hold no marker itself.
 BEGIN, END = ("### " + word + " SOLUTION" for word in ("BEGIN", "END"))
-# A1's gram_matrix is lesson 02's listing of nst.gram_matrix (ratio 0.76): the revision of A1-A3
-# (issue 21) replaces it. strict: once it is replaced, this marker must go.
-KNOWN = {"A1": "A1's gram_matrix repeats lesson 02's listing; A1 is to be revised"}
 
 
 def _lesson_code() -> list[tuple[str, str]]:
@@ -67,16 +64,7 @@ def lesson_code() -> list[tuple[str, str]]:
     return shown
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=KNOWN[p.parent.name]))
-        if p.parent.name in KNOWN
-        else p
-        for p in SOURCES
-    ],
-    ids=lambda p: p.parent.name,
-)
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.parent.name)
 def test_no_graded_solution_is_code_a_lesson_shows(source: Path, lesson_code) -> None:
     solutions = _graded_solutions(source)
     assert solutions, f"{source.name} has no graded solution cells"

@@ -904,16 +904,27 @@ def _submit_all(folder: Path, student: str, notebooks: dict[str, nbformat.Notebo
         _write(folder / student, f"{stem}.ipynb", nb)
 
 
+FIRST_ANSWER_CALLS = {  # A1-A3's first exercises answered by calling what their hidden test blocks
+    "load_and_preprocess": "nst.load_image(path, long_side=long_side)",
+    "balanced_layer_weights": (
+        "__import__('nst.checks.assignment_checks').checks.assignment_checks"
+        ".balanced_weights_of(model, img, style_grams)"
+    ),
+    "my_schedule": (
+        "list(zip(nst.recipe.scale_sizes(size, 2, 16), nst.recipe.split_steps(budget, 2)))"
+    ),
+    "make_extractor": "lambda img: nst.extract_features(nst.load_vgg19(), img, names)",
+}
+
+
 def _first_answer_calling_nst(nb: nbformat.NotebookNode) -> tuple[str, nbformat.NotebookNode]:
     """The first exercise's function, and ``nb`` with it answered by calling nst's own."""
     answer = next(c for c in nb.cells if nbgrader_meta(c).get("solution") and c.cell_type == "code")
     function = sorted(defined_functions(answer.source))[0]
-    reference = {"load_and_preprocess": "nst.load_image(path, long_side=long_side)"}.get(function)
+    reference = FIRST_ANSWER_CALLS.get(function)
     calls = copy.deepcopy(nb)
     args = ", ".join(a.arg for a in __import__("ast").parse(answer.source).body[-1].args.args)
     body = reference or f"nst.{function}({args})"
-    if function == "make_closure":
-        body = "nst.optimize(gen_img, loss_fn, steps=1)"
     calls.cells[
         calls.cells.index(answer)
     ].source = f"import nst as _n\nnst = _n\ndef {function}({args}):\n    return {body}"
@@ -948,51 +959,82 @@ def test_real_assignment_solution_full_marks_release_zero(name, tmp_path):
         "solution"
     ]
     note = rows["solution"]["note"]
-    assert note == (
-        "; ".join(f"{g} needs manual grading" for g in ("answer_sweep", "answer_choice"))
-        if manual
-        else ""
-    )
+    by_hand = [
+        nbgrader_meta(c)["grade_id"]
+        for nb in source.values()
+        for c in nb.cells
+        if nbgrader_meta(c).get("grade") and nbgrader_meta(c).get("solution")
+    ]
+    assert note == "; ".join(f"{g} needs manual grading" for g in by_hand)
     assert (rows["release"]["total"], rows["release"]["status"]) == ("0", "graded"), rows["release"]
     row = rows["calls_reference"]
-    tests = (f"check_{function}", f"hidden_{function}")
     metas = [nbgrader_meta(c) for c in nb.cells]
-    lost = sum(m.get("points", 0) for m in metas if m.get("grade_id") in tests)
+    lost = sum(m.get("points", 0) for m in metas if m.get("grade_id") in _tests_of(function))
     assert float(row["total"]) == float(rows["solution"]["total"]) - lost, row
     assert f"{function} calls nst's" in row["note"], row
 
 
+# A4's functions call one another: a blocked call in one costs the exercises that use it too.
+USED_BY = {"make_extractor": ("transfer",), "gram": ("losses", "transfer"), "losses": ("transfer",)}
+
+
+def _tests_of(function: str) -> set[str]:
+    """The graded cells a wrong ``function`` scores 0 in: its own and those of its users."""
+    return {f"{p}_{f}" for f in (function, *USED_BY.get(function, ())) for p in ("check", "hidden")}
+
+
 REFERENCE_CALLS = {  # each exercise answered by nst's own function under another name
     "load_and_preprocess": "from nst import images as R\n    return R.load_image(path, long_side)",
-    "extract_named_features": (
-        "from nst.vgg import extract_features as R\n    return R(model, img, layers)"
+    "receptive_field": (
+        "from nst.vgg import receptive_field as R, LAYER_TABLE\n"
+        "    return R(LAYER_TABLE[len(layers) - 1][1])"
     ),
-    "gram_matrix": "from nst.losses import gram_matrix as R\n    return R(feats)",
-    "content_loss": "import nst.losses as R\n    return R.content_loss(gen_feats, content_feats)",
-    "style_loss": (
-        "import importlib\n"
-        "    return importlib.import_module('nst').style_loss(gen_feats, style_grams)"
+    "channel_covariance": (
+        "import nst.checks.assignment_checks as R\n    return R.covariance_of(feats)"
     ),
-    "tv_loss": "import nst as R\n    return getattr(R, 'tv_' + 'loss')(img)",
-    "make_closure": (
-        "import nst as R\n    def closure():\n"
-        "        R.optimize(gen_img, loss_fn, steps=1, progress=False)\n"
-        "        return loss_fn(gen_img)['total']\n    return closure"
+    "balanced_layer_weights": (
+        "import importlib\n    R = importlib.import_module('nst.checks.assignment_checks')\n"
+        "    return R.balanced_weights_of(model, img, style_grams)"
+    ),
+    "pareto_front": (
+        "from nst.checks.assignment_checks import pareto_names as R\n    return R(results)"
+    ),
+    "my_schedule": (
+        "import nst.recipe as R\n"
+        "    return list(zip(R.scale_sizes(size, 2, 16), R.split_steps(budget, 2)))"
+    ),
+    "make_extractor": (
+        "import nst.vgg as R\n    return lambda img: R.extract_features(R.load_vgg19(), img, names)"
+    ),
+    "gram": "from nst.losses import gram_matrix as R\n    return R(feats)",
+    "losses": (
+        "import nst as R\n"
+        "    content = R.content_loss(gen_feats[layers['content']], targets['content'])\n"
+        "    style = R.style_loss({n: gen_feats[n] for n in layers['style']}, targets['style'])\n"
+        "    tv = R.tv_loss(gen_img)\n"
+        "    total = weights['content'] * content + weights['style'] * style + weights['tv'] * tv\n"
+        "    return {'total': total, 'content': content, 'style': style, 'tv': tv}"
+    ),
+    "transfer": (
+        "import nst as R\n"
+        "    return R.stylize(content_img, style_img, size=size, steps=steps, sizes=[size]), []"
     ),
 }
 
 
 CORE_CALLS = {  # answered by the nst helper that does the exercise's work, not its whole function
-    "content_loss": (
-        "from nst.losses import relative_squared_error as R\n    return R(gen_feats, content_feats)"
+    "channel_covariance": (
+        "import nst\n    mu = feats.mean(dim=(2, 3))\n"
+        "    return nst.gram_matrix(feats) - mu[:, :, None] * mu[:, None, :]"
     ),
-    "style_loss": (
-        "from nst.losses import gram_loss as R\n"
-        "    return sum(R(gen_feats[k], g) for k, g in style_grams.items()) / len(style_grams)"
+    "balanced_layer_weights": (
+        "from nst.checks.assignment_checks import gradient_norms as R\n"
+        "    inverse = {k: 1 / g for k, g in R(model, img, style_grams).items()}\n"
+        "    return {k: v / sum(inverse.values()) for k, v in inverse.items()}"
     ),
-    "make_closure": (
-        "from nst.optim import make_closure as R\n"
-        "    return R(optimizer, gen_img, loss_fn, history, range_weight=0.0)"
+    "my_schedule": (
+        "from nst.recipe import split_steps as R\n"
+        "    return list(zip((size // 2, size), R(budget, 2)))"
     ),
 }
 
@@ -1053,11 +1095,7 @@ def real_corpus(name: str) -> dict[str, tuple[object, float, str]]:
         (function,) = defined_functions(cell.source)
         header = cell.source[cell.source.index(f"def {function}(") :].split("\n", 1)[0]
         cheat = _set(filled, gid, f"{header}\n    {REFERENCE_CALLS[function]}")
-        lost = sum(
-            m.get("points", 0)
-            for m in metas
-            if m.get("grade_id") in (f"check_{function}", f"hidden_{function}")
-        )
+        lost = sum(m.get("points", 0) for m in metas if m.get("grade_id") in _tests_of(function))
         cases[f"calls_{function}"] = (cheat, full - lost, f"{function} calls nst's")
         if function in CORE_CALLS:
             core = _set(filled, gid, f"{header}\n    {CORE_CALLS[function]}")

@@ -95,6 +95,7 @@ class Reference:
     cells: list[GradedCell]  # in notebook order
     hidden_file: Path | None  # source/<A>/hidden_tests.py
     exercises: dict[str, Any]  # function name -> nst.grading.Exercise
+    grading_cells: dict[str, str] = field(default_factory=dict)  # grade id -> source run instead
 
     def column(self, notebook: str, grade_id: str) -> str:
         """The CSV column of a graded cell: its grade id, prefixed by the notebook if several."""

@@ -57,14 +57,18 @@ def find_source(assignment: str, course: Path) -> tuple[Path, str]:
     return folder.resolve(), assignment
 
 
-def load_hidden_tests(path: Path) -> dict[str, Any]:
-    """The EXERCISES of an assignment's hidden_tests.py ({} if it has none), imported here."""
+def load_hidden_tests(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """An assignment's hidden_tests.py, imported here: its EXERCISES and GRADING_CELLS ({} if none).
+
+    GRADING_CELLS maps the grade id of a read-only cell to the source the grader runs instead (a
+    settings cell made smaller, so the experiments take seconds when a submission is graded).
+    """
     if not path.is_file():
-        return {}
+        return {}, {}
     spec = importlib.util.spec_from_file_location(f"hidden_tests_{uuid.uuid4().hex}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return dict(getattr(module, "EXERCISES", {}))
+    return dict(getattr(module, "EXERCISES", {})), dict(getattr(module, "GRADING_CELLS", {}))
 
 
 def generate_release(source: Path, assignment: str, course: Path, work: Path) -> Path:
@@ -103,6 +107,7 @@ def build_reference(source: Path, assignment: str, course: Path, work: Path) -> 
     release_nbs = {nb: nbformat.read(release / f"{nb}.ipynb", as_version=4) for nb in names}
     source_nbs = {nb: nbformat.read(source / f"{nb}.ipynb", as_version=4) for nb in names}
     hidden_file = source / "hidden_tests.py"
+    exercises, grading_cells = load_hidden_tests(hidden_file)
     return Reference(
         assignment=assignment,
         notebooks=names,
@@ -110,7 +115,8 @@ def build_reference(source: Path, assignment: str, course: Path, work: Path) -> 
         source=source_nbs,
         cells=graded_cells(source_nbs),
         hidden_file=hidden_file if hidden_file.is_file() else None,
-        exercises=load_hidden_tests(hidden_file),
+        exercises=exercises,
+        grading_cells=grading_cells,
     )
 
 

@@ -56,10 +56,14 @@ def record_cell(name: str, seed: int, grader: str, outputs: str) -> nbformat.Not
 def with_record_cells(
     nb: nbformat.NotebookNode, ref: Reference, seed: int, grader: str, outputs: str
 ) -> nbformat.NotebookNode:
-    """``nb`` with each hidden-test cell replaced by a record cell that keeps its grade id."""
+    """``nb`` with each hidden-test cell replaced by a record cell that keeps its grade id, and
+    each of the hidden tests' GRADING_CELLS (a settings cell) given the grader's source."""
     nb = copy.deepcopy(nb)
     for i, cell in enumerate(nb.cells):
-        test = verdict_for(nbgrader_meta(cell).get("grade_id", ""), ref)
+        grade_id = nbgrader_meta(cell).get("grade_id", "")
+        if grade_id in ref.grading_cells:
+            cell.source = ref.grading_cells[grade_id]
+        test = verdict_for(grade_id, ref)
         if test and test[1] == "hidden":
             new = record_cell(test[0], seed, grader, outputs)
             new.metadata = copy.deepcopy(cell.metadata)

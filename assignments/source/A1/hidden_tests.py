@@ -7,15 +7,16 @@ sentence). ``hidden=False``: only what the visible check in the notebook tests. 
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 import nst
+import nst.checks.assignment_checks as checks
 from nst.grading import Exercise, generator
 
 LOAD_TOLERANCE = 0.03  # mean absolute difference: resampling filters differ between libraries
@@ -78,102 +79,102 @@ def load_verdict(seed, out, hidden):
         assert np.allclose(tall[0, 0], tall[0, 2]), "a grey image must have three equal channels"
 
 
-# --- Exercise 2: extract_named_features ----------------------------------------------------
-
-LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+# --- Exercise 2: receptive_field ----------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _model() -> nst.vgg.VGG19Features:
-    return nst.load_vgg19(device="cpu")
+def _random_layer(g: torch.Generator) -> list[nn.Module]:
+    """A convolution (and its ReLU) or a pooling, with sizes and strides drawn from ``g``."""
+    kind = int(torch.randint(0, 4, (), generator=g))
+    if kind == 0:  # a max-pool without a stride: PyTorch's default stride is the kernel's size
+        return [nn.MaxPool2d(int(torch.randint(2, 4, (), generator=g)))]
+    if kind == 1:
+        return [nn.AvgPool2d(2, stride=2)]
+    kernel = [1, 3, 5, 7][int(torch.randint(0, 4, (), generator=g))]
+    stride = int(torch.randint(1, 3, (), generator=g))
+    return [nn.Conv2d(2, 2, kernel, stride=stride, padding=kernel // 2), nn.ReLU()]
 
 
-def _features_inputs(seed: int) -> tuple[torch.Tensor, list[str]]:
-    """A real photo at a size from the seed, and the six layers in an order from the seed."""
+def _field_cases(seed: int) -> dict[str, list[nn.Module]]:
+    """The visible check's four stacks, then three random ones and a VGG19 prefix from ``seed``."""
+    vgg = nst.vgg.vgg19_features()
+    cases = {f"VGG19 up to {n}": list(vgg[: nst.vgg.LAYER_INDEX[n] + 1]) for n in VISIBLE_LAYERS}
+    cases["resnet_stem()"] = list(checks.resnet_stem())
     g = generator(seed)
-    long_side = int(torch.randint(40, 57, (), generator=g))
-    layers = [LAYERS[i] for i in torch.randperm(len(LAYERS), generator=g)]
-    return nst.load_image(nst.data.content_path("chelsea"), long_side=long_side), layers
+    for _ in range(3):
+        count = int(torch.randint(3, 7, (), generator=g))
+        layers = [m for _ in range(count) for m in _random_layer(g)]
+        cases[f"the stack {_describe(layers)}"] = layers
+    deep = nst.STYLE_LAYERS[int(torch.randint(0, 5, (), generator=g))]
+    cases[f"VGG19 up to {deep}"] = list(vgg[: nst.vgg.LAYER_INDEX[deep] + 1])
+    return cases
 
 
-class _MustNotRun(torch.nn.Module):
-    def forward(self, x):
-        raise AssertionError(
-            "extract_named_features ran a layer deeper than the deepest one asked for"
-        )
+VISIBLE_LAYERS = ("relu1_1", "pool1", "relu4_2")
 
 
-def _close(got: np.ndarray, want: np.ndarray) -> bool:
-    """Equal up to float rounding: a convolution's sums run in another order with another
-    number of threads (the submission's sandbox has its own), which moves activations of
-    thousands by up to ~1e-3, so the tolerance scales with the layer's largest value."""
-    return np.allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+def _describe(layers: list[nn.Module]) -> str:
+    """A stack in a few words: "conv 5 / 2, maxpool 3 / 3" (kernel / stride; ReLUs left out)."""
+    words = []
+    for m in layers:
+        if not isinstance(m, nn.ReLU):
+            k, s = (v[0] if isinstance(v, tuple) else v for v in (m.kernel_size, m.stride))
+            words.append(f"{type(m).__name__.replace('2d', '').lower()} {k} / {s}")
+    return ", ".join(words)
 
 
-def features_outputs(fn, seed):
-    img, layers = _features_inputs(seed)
-    model = _model()
-    got = fn(model, img, layers)
-    out = {f"layer_{name}": got[name] for name in layers if name in got}
-    out["names"] = np.array(sorted(got), dtype=str)
-    short = nst.vgg.VGG19Features(
-        model.preprocess, torch.nn.Sequential(*model.features[:2], _MustNotRun())
-    )
+def _pair(value) -> np.ndarray:
+    """A returned (field, stride) as floats; NaN when it is not a sequence of numbers."""
     try:
-        out["short"] = fn(short, img, ["relu1_1"])["relu1_1"]
-    except AssertionError as err:
-        out["short_error"] = str(err)
+        return np.asarray([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        return np.full(1, np.nan)
+
+
+def field_outputs(fn, seed):
+    return {
+        f"case_{i}": _pair(fn(nn.Sequential(*layers)))
+        for i, layers in enumerate(_field_cases(seed).values())
+    }
+
+
+def field_verdict(seed, out, hidden):
+    cases = list(_field_cases(seed).items())
+    for i, (case, layers) in enumerate(cases if hidden else cases[:4]):
+        checks.judge_receptive_field(out[f"case_{i}"], layers, case)
+
+
+# --- Exercise 3: channel_covariance --------------------------------------------------------
+
+SHAPES = [(2, 5, 4, 6), (3, 4, 5, 5), (1, 3, 1, 1), (1, 1, 3, 2), (1, 6, 7, 3)]
+
+
+def _covariance_inputs(seed: int) -> list[torch.Tensor]:
+    """The visible check's features from ``seed``, then four more shapes (a 1 x 1 map too)."""
+    return [checks.covariance_inputs(seed + i, shape) for i, shape in enumerate(SHAPES)]
+
+
+def covariance_outputs(fn, seed):
+    feats = _covariance_inputs(seed)
+    out = {f"cov_{i}": fn(f.clone()) for i, f in enumerate(feats)}
+    order = torch.randperm(21, generator=generator(seed))
+    shuffled = feats[-1].reshape(1, 6, 21)[:, :, order].reshape(1, 6, 7, 3)  # positions shuffled
+    out["shuffled"] = fn(shuffled)
+    x = feats[0].clone().requires_grad_(True)
+    result = fn(x)
+    out["grad"] = isinstance(result, torch.Tensor) and result.requires_grad
     return out
 
 
-def features_verdict(seed, out, hidden):
-    img, layers = _features_inputs(seed)
-    with torch.no_grad():
-        want = nst.extract_features(_model(), img, layers)
-    names = sorted(str(n) for n in out["names"])
-    assert names == sorted(layers), f"returned the layers {names}, expected {sorted(layers)}"
-    for name in layers if hidden else layers[:3]:
-        got = out[f"layer_{name}"]
-        assert got.shape == tuple(want[name].shape), (
-            f"{name}: shape {got.shape}, expected {tuple(want[name].shape)}"
-        )
-        assert _close(got, want[name].numpy()), f"the features at {name} differ"
+def covariance_verdict(seed, out, hidden):
+    feats = _covariance_inputs(seed)
+    for i, f in enumerate(feats if hidden else feats[:1]):
+        checks.judge_covariance(out[f"cov_{i}"], f, f"features {tuple(f.shape)}")
+    assert bool(out["grad"]), (
+        "channel_covariance's result carries no gradient: remove any .detach(), .item() or .numpy()"
+    )
     if hidden:
-        assert "short_error" not in out, str(out.get("short_error", ""))
-        assert _close(out["short"], want["relu1_1"].numpy()), "relu1_1 of a two-layer model differs"
-
-
-# --- Exercise 3: gram_matrix ---------------------------------------------------------------
-
-
-def _gram_inputs(seed: int) -> list[torch.Tensor]:
-    """Random feature maps: a batch, a 1 x 1 map, a single channel; then one to shuffle."""
-    g = generator(seed)
-    shapes = [(3, 5, 4, 6), (1, 7, 1, 1), (2, 1, 3, 2), (1, 4, 5, 5)]
-    feats = [torch.randn(*shape, generator=g) for shape in shapes]
-    order = torch.randperm(25, generator=g)
-    feats.append(feats[-1].reshape(1, 4, 25)[:, :, order].reshape(1, 4, 5, 5))  # positions shuffled
-    return feats
-
-
-def gram_outputs(fn, seed):
-    return {f"gram_{i}": fn(f) for i, f in enumerate(_gram_inputs(seed))}
-
-
-def gram_verdict(seed, out, hidden):
-    feats = _gram_inputs(seed)
-    for i, f in enumerate(feats[: 4 if hidden else 1]):
-        got, want = out[f"gram_{i}"], nst.gram_matrix(f).numpy()
-        shape = tuple(f.shape)
-        assert got.shape == want.shape, (
-            f"shape {got.shape} for input {shape}, expected {want.shape}"
-        )
-        assert np.allclose(got, want, rtol=1e-4, atol=1e-6), (
-            f"values differ from the Gram matrix for input {shape}"
-        )
-    if hidden:
-        assert np.allclose(out["gram_3"], out["gram_4"], rtol=1e-4, atol=1e-6), (
-            "shuffling the positions changed the Gram matrix: it must forget *where*"
+        assert np.allclose(out["shuffled"], out[f"cov_{len(feats) - 1}"], rtol=1e-4, atol=1e-5), (
+            "shuffling the positions changed the covariance: it must forget *where*"
         )
 
 
@@ -181,12 +182,24 @@ EXERCISES = {
     "load_and_preprocess": Exercise(
         load_outputs, load_verdict, ("nst.images.load_image", "nst.images.resize")
     ),
-    "extract_named_features": Exercise(
-        features_outputs,
-        features_verdict,
-        ("nst.vgg.extract_features", "nst.vgg.VGG19Features.forward"),
+    "receptive_field": Exercise(
+        field_outputs,
+        field_verdict,
+        (
+            "nst.vgg.receptive_field",
+            "nst.checks.assignment_checks.receptive_field_of",
+            "nst.checks.assignment_checks._field_variants",
+        ),
     ),
-    "gram_matrix": Exercise(gram_outputs, gram_verdict, ("nst.losses.gram_matrix",)),
+    "channel_covariance": Exercise(
+        covariance_outputs,
+        covariance_verdict,
+        (
+            "nst.losses.gram_matrix",
+            "nst.checks.assignment_checks.covariance_of",
+            "nst.checks.assignment_checks._centred",
+        ),
+    ),
 }
 
 

@@ -1,167 +1,127 @@
-"""A2's hidden tests (instructors only: tools/make_assignments.py leaves this file out of the release).
+"""A2's hidden tests (instructors only: tools/make_assignments.py leaves this file out).
 
 Each exercise's ``outputs`` runs beside the student's code on inputs made from a seed; its
 ``verdict`` runs in the grader, outside the student's code, and raises AssertionError (one
 sentence). ``hidden=False``: only what the visible check in the notebook tests. See nst.grading.
+The sentences are the visible checks' own (nst.checks.assignment_checks.judge_*).
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 import nst
-from nst.grading import Exercise, generator
+import nst.checks.assignment_checks as checks
+from nst.grading import VISIBLE_SEED, Exercise, generator
 
 
-def _close(got: np.ndarray, want: torch.Tensor, what: str) -> None:
-    """``got`` must be a scalar close to ``want`` (rtol 1e-4)."""
-    assert got.shape == (), f"{what}: returned shape {got.shape}; return a scalar"
-    assert np.isfinite(got), f"{what}: returned {got}; look for a division by zero"
-    assert np.isclose(got, want.item(), rtol=1e-4, atol=1e-8), (
-        f"{what}: {got:.6g}, expected {want.item():.6g}"
-    )
+@functools.lru_cache(maxsize=1)
+def _model() -> nst.vgg.VGG19Features:
+    return nst.load_vgg19(device="cpu")
 
 
-def _grad_flows(fn, *args) -> bool:
-    """Whether fn's result carries a gradient back to its first argument."""
-    first = args[0]
-    if isinstance(first, dict):
-        first = {k: v.clone().requires_grad_(True) for k, v in first.items()}
+# --- Exercise 1: balanced_layer_weights ------------------------------------------------------
+
+PAINTINGS = ("starry_night", "great_wave", "composition_viii")
+
+
+def _balance_inputs(seed: int):
+    """(img, style_grams): the visible check's random images, or a photo and a painting."""
+    if seed == VISIBLE_SEED:
+        img = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(3))
+        painting = torch.rand(1, 3, 40, 32, generator=torch.Generator().manual_seed(4))
+        layers = ["relu1_1", "relu3_1", "relu5_1"]
     else:
-        first = first.clone().requires_grad_(True)
-    result = fn(first, *args[1:])
-    return isinstance(result, torch.Tensor) and result.requires_grad
+        g = generator(seed)
+        side = int(torch.randint(40, 65, (), generator=g))
+        img = nst.load_image(nst.data.content_path("chelsea"), long_side=side)
+        name = PAINTINGS[int(torch.randint(0, len(PAINTINGS), (), generator=g))]
+        painting = nst.load_image(nst.data.style_path(name), long_side=side)
+        count = int(torch.randint(3, 6, (), generator=g))
+        layers = [nst.STYLE_LAYERS[i] for i in torch.randperm(5, generator=g)[:count]]
+    return img, checks.balance_inputs(_model(), img, painting, layers)
 
 
-def _check_gradient(out) -> None:
-    """The outputs say whether the loss carried a gradient back to its input."""
-    assert bool(out["grad"]), "the loss carries no gradient: remove any .detach() or .item()"
-
-
-# --- Exercise 1: content_loss --------------------------------------------------------------
-
-
-def _content_inputs(seed):
-    g = generator(seed)
-    shape = (2, int(torch.randint(8, 24, (), generator=g)), 7, 3)
-    return torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
-
-
-def content_outputs(fn, seed):
-    gen, target = _content_inputs(seed)
+def balance_outputs(fn, seed):
+    img, grams = _balance_inputs(seed)
+    before = img.clone()
+    got = fn(_model(), img, {k: v.clone() for k, v in grams.items()})
+    names = list(got) if isinstance(got, Mapping) else []  # as the visible check: any mapping
     return {
-        "loss": fn(gen, target),
-        "same": fn(target, target),
-        "scaled": fn(10 * gen, 10 * target),
-        "zero": fn(torch.zeros_like(target), target),
-        "grad": _grad_flows(fn, gen, target),
+        "names": np.array([str(n) for n in names], dtype=str),
+        "weights": np.array([float(got[n]) for n in names], dtype=float),
+        "type": "dict" if isinstance(got, Mapping) else type(got).__name__,
+        "unchanged": torch.equal(img, before),
     }
 
 
-def content_verdict(seed, out, hidden):
-    gen, target = _content_inputs(seed)
-    _close(out["loss"], nst.content_loss(gen, target), "a batch of two random feature maps")
-    _check_gradient(out)
-    if hidden:
-        assert out["same"] == 0, "the loss of the photo's own features must be 0"
-        _close(
-            out["scaled"],
-            nst.content_loss(gen, target),
-            "features ten times larger (the loss must not change)",
-        )
-        _close(out["zero"], torch.tensor(1.0), "generated features all 0 (the relative error is 1)")
+def balance_verdict(seed, out, hidden):
+    img, grams = _balance_inputs(seed)
+    assert str(out["type"]) == "dict", (
+        f"balanced_layer_weights returned a {out['type']}; return a dict {{layer: weight}}"
+    )
+    got = dict(zip((str(n) for n in out["names"]), (float(w) for w in out["weights"])))
+    norms, losses = (
+        checks.gradient_norms(_model(), img, grams),
+        checks.layer_losses(_model(), img, grams),
+    )
+    case = "a random image" if seed == VISIBLE_SEED else f"{len(grams)} layers of a real photo"
+    checks.judge_layer_weights(got, norms, losses, case)
+    assert bool(out["unchanged"]), "balanced_layer_weights changed img; work on a copy"
 
 
-# --- Exercise 2: style_loss ----------------------------------------------------------------
-
-SHAPES = {"relu1_1": (1, 4, 9, 9), "relu2_1": (1, 8, 5, 5), "relu3_1": (1, 16, 3, 3)}
+# --- Exercise 2: pareto_front ------------------------------------------------------------------
 
 
-def _style_inputs(seed):
+def _front_inputs(seed: int) -> list[dict[str, dict[str, float]]]:
+    """The visible check's results, or nine results on a coarse grid (ties and equal sides)."""
+    if seed == VISIBLE_SEED:
+        return [checks.PUBLIC_RESULTS, {"only": {"content": 1.0, "style": 1.0}}]
     g = generator(seed)
-    gen = {k: torch.rand(*s, generator=g) for k, s in SHAPES.items()}
-    gen["relu4_2"] = torch.rand(
-        1, 16, 2, 2, generator=g
-    )  # an extra layer that is not a style layer
-    grams = {k: nst.gram_matrix(torch.rand(*s, generator=g)) for k, s in SHAPES.items()}
-    return gen, grams
+    values = torch.randint(1, 8, (9, 2), generator=g).tolist()
+    values[8] = values[int(torch.randint(0, 8, (), generator=g))]  # a tie
+    results = {f"run{i}": {"content": c / 10, "style": s / 20} for i, (c, s) in enumerate(values)}
+    return [results, {"only": {"content": 1.0, "style": 1.0}}]
 
 
-def style_outputs(fn, seed):
-    gen, grams = _style_inputs(seed)
-    own = {k: nst.gram_matrix(gen[k]) for k in SHAPES}
-    return {
-        "three": fn(gen, grams),
-        "one": fn(gen, {"relu2_1": grams["relu2_1"]}),
-        "own": fn(gen, own),
-        "grad": _grad_flows(fn, gen, grams),
-    }
-
-
-def style_verdict(seed, out, hidden):
-    gen, grams = _style_inputs(seed)
-    _close(out["three"], nst.style_loss(gen, grams), "three style layers")
-    _check_gradient(out)
-    if hidden:
-        one = {"relu2_1": grams["relu2_1"]}
-        _close(out["one"], nst.style_loss(gen, one), "one style layer")
-        assert out["own"] < 1e-10, "the loss against the image's own Gram matrices must be 0"
-
-
-# --- Exercise 3: tv_loss -------------------------------------------------------------------
-
-
-def _tv_inputs(seed):
-    g = generator(seed)
-    step = 0.05 * int(torch.randint(1, 5, (), generator=g))
-    images = [
-        torch.rand(*shape, generator=g) for shape in [(2, 3, 4, 4), (1, 3, 1, 7), (1, 3, 7, 1)]
-    ]
-    return step, images
-
-
-def tv_outputs(fn, seed):
-    step, images = _tv_inputs(seed)
-    out = {f"image_{i}": fn(img) for i, img in enumerate(images)}
-    out["ramp"] = fn((torch.arange(8.0) * step).expand(2, 3, 5, 8))
-    out["pixel"] = fn(torch.full((1, 3, 1, 1), 0.3))
-    out["grad"] = _grad_flows(fn, images[0])
+def front_outputs(fn, seed):
+    out = {}
+    for i, results in enumerate(_front_inputs(seed)):
+        got = fn({k: dict(v) for k, v in results.items()})
+        ok = isinstance(got, (list, tuple))
+        out[f"front_{i}"] = np.array([str(n) for n in got] if ok else [], dtype=str)
+        out[f"type_{i}"] = type(got).__name__
     return out
 
 
-def tv_verdict(seed, out, hidden):
-    step, images = _tv_inputs(seed)
-    _close(out["image_0"], nst.tv_loss(images[0]), "a batch of two random 4 x 4 images")
-    _check_gradient(out)
-    if hidden:
-        _close(
-            out["ramp"],
-            torch.tensor(step**2),
-            f"a horizontal ramp of step {step:g} (every difference is {step:g})",
-        )
-        for i, img in enumerate(images[1:], start=1):
-            shape = tuple(img.shape)
-            assert np.isfinite(out[f"image_{i}"]), (
-                f"an image {shape}: skip a direction with no neighbours"
-            )
-            _close(out[f"image_{i}"], nst.tv_loss(img), f"an image {shape}")
-        assert out["pixel"] == 0, "a single pixel has total variation 0"
+def front_verdict(seed, out, hidden):
+    cases = ("six results with ties", "a single result")
+    if seed != VISIBLE_SEED:
+        cases = ("nine results with a tie", "a single result")
+    for i, results in enumerate(_front_inputs(seed)):
+        kind = str(out[f"type_{i}"])
+        assert kind in ("list", "tuple"), f"pareto_front returned a {kind}; return a list of names"
+        checks.judge_front([str(n) for n in out[f"front_{i}"]], results, cases[i])
 
 
 EXERCISES = {
-    # nst's functions that compute the answer, or its core: calling any of them scores 0
-    "content_loss": Exercise(
-        content_outputs,
-        content_verdict,
-        ("nst.losses.content_loss", "nst.losses.relative_squared_error"),
+    "balanced_layer_weights": Exercise(
+        balance_outputs,
+        balance_verdict,
+        (
+            "nst.checks.assignment_checks.balanced_weights_of",
+            "nst.checks.assignment_checks.gradient_norms",
+        ),
     ),
-    "style_loss": Exercise(
-        style_outputs,
-        style_verdict,
-        ("nst.losses.style_loss", "nst.losses.gram_loss", "nst.losses.relative_squared_error"),
+    "pareto_front": Exercise(
+        front_outputs,
+        front_verdict,
+        ("nst.checks.assignment_checks.pareto_names", "nst.checks.assignment_checks._beats"),
     ),
-    "tv_loss": Exercise(tv_outputs, tv_verdict, ("nst.losses.tv_loss", "nst.losses._mean_square")),
 }
 
 

@@ -1,8 +1,9 @@
-"""A3's hidden test (instructors only: tools/make_assignments.py leaves this file out of the release).
+"""A3's hidden test (instructors only: tools/make_assignments.py leaves this file out).
 
-``outputs`` runs beside the student's code on inputs made from a seed; ``verdict`` runs in the
-grader, outside the student's code, and raises AssertionError (one sentence). ``hidden=False``:
-a tiny quadratic problem, as the visible check; ``hidden=True``: real VGG19 losses. See nst.grading.
+``outputs`` runs beside the student's code and records the schedule it returns for a budget and
+a size made from the seed; ``verdict`` runs in the grader, outside the student's code: it checks
+the schedule's rules, runs it and one size for the same cost, and compares lesson 06's distances
+(nst.checks.schedule_checks, the visible check's own sentences). See nst.grading.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import numpy as np
 import torch
 
 import nst
+import nst.checks.schedule_checks as checks
 from nst.grading import VISIBLE_SEED, Exercise, generator
 
-STEPS = 8  # L-BFGS max_iter in the hidden test
+SIZES = (64, 80, 96)
 
 
 @functools.lru_cache(maxsize=1)
@@ -23,113 +25,52 @@ def _model() -> nst.vgg.VGG19Features:
     return nst.load_vgg19(device="cpu")
 
 
-def _problem(seed: int, hidden: bool):
-    """(gen_img to start from, loss_fn): real losses at 32 px, or a quadratic over (1, 3, 4, 4)."""
+def _budget_and_size(seed: int) -> tuple[int, int]:
+    """The visible check's (24, 64), or a budget of 20 to 32 steps at 64, 80 or 96 px."""
+    if seed == VISIBLE_SEED:
+        return checks.PUBLIC_BUDGET, checks.PUBLIC_SIZE
     g = generator(seed)
-    if hidden:
-        content = nst.load_image(nst.data.content_path("chelsea"), long_side=32)
-        style = nst.load_image(nst.data.style_path("starry_night"), long_side=32)
-        loss_fn = nst.make_loss_fn(_model(), content, style, tv_weight=1.0)
-        scale = 1.3 + 0.2 * torch.rand((), generator=g)
-        return (content * scale - 0.2).detach(), loss_fn  # some pixels outside [0, 1]
-    target = torch.rand(1, 3, 4, 4, generator=g)
-    start = torch.rand(1, 3, 4, 4, generator=g) * 2 - 0.5  # values in [-0.5, 1.5)
-
-    def loss_fn(img):
-        content = ((img - target) ** 2).mean()
-        style = (img.mean() - 0.3) ** 2
-        tv = nst.tv_loss(img)
-        return {"total": content + style + 0.1 * tv, "content": content, "style": style, "tv": tv}
-
-    return start, loss_fn
+    return int(torch.randint(20, 33, (), generator=g)), SIZES[
+        int(torch.randint(0, 3, (), generator=g))
+    ]
 
 
-def _reference(seed: int, hidden: bool):
-    """The reference: the starting image's losses and gradient."""
-    start, loss_fn = _problem(seed, hidden)
-    img = start.clone().requires_grad_(True)
-    losses = loss_fn(img)
-    losses["total"].backward()
-    return {k: v.detach() for k, v in losses.items()}, img.grad
+def schedule_outputs(fn, seed):
+    budget, size = _budget_and_size(seed)
+    got = fn(budget, size)
+    try:
+        rows = np.array([[float(v) for v in row] for row in got], dtype=float)
+    except (TypeError, ValueError):
+        rows = np.zeros((0, 3))  # not a list of pairs: the verdict says so
+    return {"schedule": rows, "repr": repr(got)[:200]}
 
 
-def closure_outputs(fn, seed):
-    hidden = seed != VISIBLE_SEED
-    start, loss_fn = _problem(seed, hidden)
-    gen_img = start.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([gen_img], lr=1.0, max_iter=STEPS)
-    history, calls = [], []
-
-    def counted(img):
-        calls.append(1)
-        return loss_fn(img)
-
-    closure = fn(optimizer, gen_img, counted, history)
-    assert callable(closure), (
-        f"make_closure returned a {type(closure).__name__}; return the closure itself"
+def schedule_verdict(seed, out, hidden):
+    budget, size = _budget_and_size(seed)
+    rows = out["schedule"]
+    got = (
+        [tuple(row) for row in rows] if rows.ndim == 2 and rows.shape[1] == 2 else str(out["repr"])
     )
-    out = {"rows_before": len(history), "first": closure()}
-    out["unchanged"] = torch.equal(gen_img.detach(), start)
-    out["grad_1"] = gen_img.grad.clone() if gen_img.grad is not None else torch.zeros(0)
-    closure()
-    out["grad_2"] = gen_img.grad.clone() if gen_img.grad is not None else torch.zeros(0)
-    optimizer.step(closure)
-    out["calls"] = len(calls)
-    rows = [row if isinstance(row, dict) else {} for row in history]
-    out["steps"] = np.array([row.get("step", -1) for row in rows], dtype=float)
-    out["floats"] = all(isinstance(v, float) for row in rows for k, v in row.items() if k != "step")
-    for key in ("total", "content", "style", "tv"):
-        out[f"row_{key}"] = np.array([float(row.get(key, np.nan)) for row in rows])
-    return out
-
-
-def _close(got: np.ndarray, want: np.ndarray) -> bool:
-    """Equal up to float rounding: the network's sums run in another order with another
-    number of threads (the submission's sandbox has its own), so the tolerance scales with
-    the gradient's largest value."""
-    return np.allclose(got, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
-
-
-def closure_verdict(seed, out, hidden):
-    losses, grad = _reference(seed, hidden)
-    assert out["rows_before"] == 0, (
-        "make_closure evaluated the loss already; only define and return the closure"
-    )
-    first = out["first"]
-    assert first.shape == (), (
-        "the closure must return the scalar losses['total'], not a number or a list"
-    )
-    assert np.isclose(first, losses["total"].item(), rtol=1e-4), (
-        "the closure must return losses['total']"
-    )
-    assert bool(out["unchanged"]), (
-        "the closure changed gen_img (a clamp?): only the optimiser may move the pixels"
-    )
-    assert out["grad_1"].shape == tuple(grad.shape), (
-        "the closure left no gradient in gen_img.grad: call .backward()"
-    )
-    assert _close(out["grad_1"], grad.numpy()), "gen_img.grad is not the loss's gradient"
-    assert not _close(out["grad_2"], 2 * grad.numpy()), (
-        "gradients pile up from call to call: call optimizer.zero_grad() before backward()"
-    )
-    steps, calls = out["steps"], int(out["calls"])
-    assert len(steps) == calls, (
-        f"the loss was evaluated {calls} times but history has {len(steps)} rows: one per call"
-    )
-    assert list(steps) == list(range(1, calls + 1)), "number the history's steps 1, 2, 3, ..."
-    assert bool(out["floats"]), "store the losses in history as floats (float(value)), not tensors"
-    for key in ("total", "content", "style", "tv"):
-        want = losses[key].item()
-        assert np.isclose(out[f"row_{key}"][0], want, rtol=1e-4), (
-            f"history's first {key!r} is not the loss's {key}"
-        )
-    totals = out["row_total"]
-    assert totals[-1] < totals[0] * (1 if hidden else 0.5), "the loss did not fall under L-BFGS"
+    schedule = checks.judge_schedule_rules(got, budget, size)
+    content_img, style_img = checks.photo_and_painting(size, torch.device("cpu"))
+    distances = checks.equal_cost_distances(content_img, style_img, _model(), schedule, budget)
+    checks.judge_against_one_size(distances, budget, size)
 
 
 EXERCISES = {
-    "make_closure": Exercise(
-        closure_outputs, closure_verdict, ("nst.optim.optimize", "nst.optim.make_closure")
+    "my_schedule": Exercise(
+        schedule_outputs,
+        schedule_verdict,
+        (  # stylize's own schedule, and the runs that would tune one on the test itself
+            "nst.recipe.split_steps",
+            "nst.recipe.scale_sizes",
+            "nst.recipe.make_plan",
+            "nst.checks.schedule_checks.run_schedule",
+            "nst.checks.schedule_checks.equal_cost_distances",
+            "nst.optim.optimize",
+            "nst.losses.make_loss_fn",
+            "nst.recipe.stylize",
+        ),
     )
 }
 
