@@ -904,7 +904,7 @@ def _submit_all(folder: Path, student: str, notebooks: dict[str, nbformat.Notebo
         _write(folder / student, f"{stem}.ipynb", nb)
 
 
-FIRST_ANSWER_CALLS = {  # A1-A3's first exercises answered by calling what their hidden test blocks
+FIRST_ANSWER_CALLS = {  # each assignment's first exercise answered by calling what its test blocks
     "load_and_preprocess": "nst.load_image(path, long_side=long_side)",
     "balanced_layer_weights": (
         "__import__('nst.checks.assignment_checks').checks.assignment_checks"
