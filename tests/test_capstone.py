@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "assignments" / "source" / "A4"  # absent from the students' repository
 RELEASE = ROOT / "assignments" / "release" / "A4" / "A4_from_scratch.ipynb"
 needs_source = pytest.mark.skipif(not SOURCE.is_dir(), reason="the instructors' sources only")
+# nbgrader's marker, built from pieces: the students' repository, which gets this file, holds none.
+BEGIN = "    ### " + "BEGIN SOLUTION\n"
 PREAMBLE = (
     "import torch\nimport torch.nn.functional as F\nimport torchvision\n"
     "from torchvision.models.feature_extraction import create_feature_extractor\nimport nst\n"
@@ -161,8 +163,8 @@ PHOTO = {"transfer": FAKE_TRANSFER.replace("RESULT", "photo.clamp(0, 1)")}
         (
             _edit(
                 "transfer",
-                "    ### BEGIN SOLUTION\n",
-                "    ### BEGIN SOLUTION\n    layers = PAPER\n",
+                BEGIN,
+                BEGIN + "    layers = PAPER\n",
             )
             if SOURCE.is_dir()
             else {},
@@ -178,48 +180,16 @@ def test_check_transfer_fails_a_wrong_method(edits, says) -> None:
 
 # --- graded in the sandbox: crafted submissions ------------------------------------------------
 
-FX_EXTRACTOR = '''
-def make_extractor(names):
-    """create_feature_extractor instead of forward hooks."""
-    features = torchvision.models.vgg19(weights=None).features
-    features.load_state_dict(nst.vgg.load_oxford_state_dict())
-    features.requires_grad_(False).eval()
-    nodes, block, conv = {}, 1, 0
-    for index, layer in enumerate(features):
-        if isinstance(layer, torch.nn.ReLU):
-            layer.inplace = False
-            nodes[f"relu{block}_{conv}"] = str(index)
-        elif isinstance(layer, torch.nn.Conv2d):
-            conv += 1
-            nodes[f"conv{block}_{conv}"] = str(index)
-        else:
-            nodes[f"pool{block}"] = str(index)
-            block, conv = block + 1, 0
-    taps = create_feature_extractor(features, return_nodes={nodes[n]: n for n in names})
-    mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
-
-    def extractor(img):
-        taps.to(img.device)
-        return taps(img.flip(1) * 255 - mean.to(img.device))
-
-    return extractor
-'''
-BMM_GRAM = """
-def gram(feats):
-    b, c, h, w = feats.shape
-    flat = feats.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
-"""
 EXERCISES = ("make_extractor", "gram", "losses", "transfer")
 
 
 def _crafted() -> dict[str, tuple[dict[str, str], set[str], set[str]]]:
     """{case: (edited cells, exercises that must score 0, exercises that must score in full)}."""
     noise = {"transfer": FAKE_TRANSFER.replace("RESULT", "torch.rand_like(photo)")}
-    begin = "    ### BEGIN SOLUTION\n"
+    begin = BEGIN
     return {  # each graded in the sandbox; make test grades the first two
-        "create_feature_extractor": (
-            {"make_extractor": FX_EXTRACTOR, "gram": BMM_GRAM},
+        "create_feature_extractor": (  # a correct answer written another way: instructors only
+            _hidden_tests().CORRECT_ANOTHER_WAY,
             set(),
             set(EXERCISES),
         ),

@@ -29,7 +29,7 @@ def test_the_marker_scan_finds_a_solution(tmp_path):
 def test_instructor_kit_holds_the_sources_and_hidden_tests(tmp_path):
     course_kit.instructor_kit(tmp_path / "kit")
     source = tmp_path / "kit" / "assignments" / "source"
-    assert sorted(p.name for p in source.iterdir()) == ["A1", "A2", "A3"]
+    assert sorted(p.name for p in source.iterdir()) == ["A1", "A2", "A3", "A4"]
     for a in ("A1", "A2", "A3"):
         assert (source / a / "hidden_tests.py").is_file() and list((source / a).glob("*.ipynb"))
     assert (tmp_path / "kit" / "assignments" / "nbgrader_config.py").is_file()

@@ -158,6 +158,45 @@ EXERCISES = {
 }
 
 
+# A correct answer written another way (create_feature_extractor, a bmm Gram matrix), for
+# tests/test_capstone.py: it lives with the instructors' files, since the students' repository must
+# not hold a correct answer.
+CORRECT_ANOTHER_WAY = {
+    "make_extractor": '''
+def make_extractor(names):
+    """create_feature_extractor instead of forward hooks."""
+    features = torchvision.models.vgg19(weights=None).features
+    features.load_state_dict(nst.vgg.load_oxford_state_dict())
+    features.requires_grad_(False).eval()
+    nodes, block, conv = {}, 1, 0
+    for index, layer in enumerate(features):
+        if isinstance(layer, torch.nn.ReLU):
+            layer.inplace = False
+            nodes[f"relu{block}_{conv}"] = str(index)
+        elif isinstance(layer, torch.nn.Conv2d):
+            conv += 1
+            nodes[f"conv{block}_{conv}"] = str(index)
+        else:
+            nodes[f"pool{block}"] = str(index)
+            block, conv = block + 1, 0
+    taps = create_feature_extractor(features, return_nodes={nodes[n]: n for n in names})
+    mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+
+    def extractor(img):
+        taps.to(img.device)
+        return taps(img.flip(1) * 255 - mean.to(img.device))
+
+    return extractor
+''',
+    "gram": """
+def gram(feats):
+    b, c, h, w = feats.shape
+    flat = feats.reshape(b, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+""",
+}
+
+
 def run(name, fn):
     """The instructor's preview, in the source notebook: this hidden test on a fixed seed."""
     nst.grading.preview(EXERCISES, name, fn)
