@@ -24,10 +24,6 @@ RELEASE = ROOT / "assignments" / "release" / "A4" / "A4_from_scratch.ipynb"
 needs_source = pytest.mark.skipif(not SOURCE.is_dir(), reason="the instructors' sources only")
 # nbgrader's marker, built from pieces: the students' repository, which gets this file, holds none.
 BEGIN = "    ### " + "BEGIN SOLUTION\n"
-PREAMBLE = (
-    "import torch\nimport torch.nn.functional as F\nimport torchvision\n"
-    "from torchvision.models.feature_extraction import create_feature_extractor\nimport nst\n"
-)
 
 
 def _cells(path: Path) -> dict[str, str]:
@@ -47,10 +43,7 @@ def _hidden_tests():
 
 def _solution(**edits: str) -> dict:
     """The reference solution's namespace, with some of its cells' sources replaced."""
-    cells = {**_cells(next(SOURCE.glob("A4_*.ipynb"))), **edits}
-    namespace: dict = {}
-    exec(PREAMBLE + "\n\n".join(cells[g] for g in _hidden_tests().REFERENCE_CELLS), namespace)
-    return namespace
+    return _hidden_tests().solution_namespace(**edits)
 
 
 def _edit(grade_id: str, old: str, new: str) -> dict[str, str]:

@@ -47,8 +47,8 @@ def _functions_of(*modules: str) -> tuple[str, ...]:
         for name, obj in vars(mod).items():
             if inspect.isfunction(obj) and obj.__module__ == module:
                 names.append(f"{module}.{name}")
-            elif inspect.isclass(obj) and obj.__module__ == module:
-                names += [f"{module}.{name}.{m}" for m in ("forward",) if m in vars(obj)]
+            elif inspect.isclass(obj) and obj.__module__ == module and "forward" in vars(obj):
+                names.append(f"{module}.{name}.forward")  # an nn.Module's or autograd Function's
     return tuple(names)
 
 
@@ -115,21 +115,34 @@ def transfer_outputs(fn, seed):
     return capstone.run_transfer(fn, *_images(_pair(seed)), steps)
 
 
-@functools.lru_cache(maxsize=1)
-def _reference_solution():
-    """The source notebook's transfer (with its extractor, gram and losses), defined here."""
-    import nbformat  # the grader's: only the verdict needs it
+# What the notebook's imports cell brings in, without its print: the answers' namespace starts so.
+PREAMBLE = (
+    "import torch\nimport torch.nn.functional as F\nimport torchvision\n"
+    "from torchvision.models.feature_extraction import create_feature_extractor\nimport nst\n"
+)
+
+
+def solution_namespace(**edits: str) -> dict:
+    """The source notebook's answers (REFERENCE_CELLS) run in one namespace; ``edits`` replace
+    cells by grade id (tests/test_capstone.py makes wrong answers so)."""
+    import nbformat  # the grader's: only the verdict and the tests need it
 
     (path,) = Path(__file__).parent.glob("A4_*.ipynb")
     cells = {
         c.metadata.get("nbgrader", {}).get("grade_id"): c.source
         for c in nbformat.read(path, as_version=4).cells
     }
-    namespace = {}
-    preamble = "import torch\nimport torch.nn.functional as F\nimport torchvision\nimport nst\n"
+    cells.update(edits)
+    namespace: dict = {}
     with contextlib.redirect_stdout(io.StringIO()):
-        exec(preamble + "\n\n".join(cells[gid] for gid in REFERENCE_CELLS), namespace)
-    return namespace["transfer"]
+        exec(PREAMBLE + "\n\n".join(cells[gid] for gid in REFERENCE_CELLS), namespace)
+    return namespace
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_solution():
+    """The source notebook's transfer (with its extractor, gram and losses), defined here."""
+    return solution_namespace()["transfer"]
 
 
 @functools.lru_cache(maxsize=16)  # a grading run meets each of the 16 pairs at most once
