@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import torch
@@ -340,7 +341,7 @@ def judge_front(got: Any, results: Distances, case: str) -> None:
         names = [str(n) for n in got]
     except TypeError:
         names = None
-    if names is None or isinstance(got, (str, Mapping)):
+    if names is None or isinstance(got, (str, Mapping, AbstractSet)):  # a set has no order
         raise CheckError(f"pareto_front returned a {type(got).__name__}; return a list of names.")
     if names != pareto_names(results):
         raise CheckError(f"pareto_front gave {names} for {case}: {_front_mistake(names, results)}.")
