@@ -22,7 +22,7 @@ from nst.errors import NSTError
 from nst.images import check_image
 
 
-def _to_hwc(img: torch.Tensor) -> np.ndarray:
+def to_hwc(img: torch.Tensor) -> np.ndarray:
     """(1,3,H,W) tensor in [0, 1] -> (H,W,3) float32 numpy array, as OpenCV expects."""
     check_image(img, "img")
     return img[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy().copy()  # (H,W,3)
@@ -36,7 +36,7 @@ def _to_tensor(arr: np.ndarray, like: torch.Tensor) -> torch.Tensor:
 
 def luma_only(img: torch.Tensor) -> torch.Tensor:
     """(1,3,H,W) RGB -> (1,3,H,W) grey image whose three channels all hold its luma Y."""
-    y = cv2.cvtColor(_to_hwc(img), cv2.COLOR_RGB2YCrCb)[..., :1]  # (H,W,1)
+    y = cv2.cvtColor(to_hwc(img), cv2.COLOR_RGB2YCrCb)[..., :1]  # (H,W,1)
     return _to_tensor(np.repeat(y, 3, axis=2), img)  # (1,3,H,W)
 
 
@@ -49,8 +49,8 @@ def match_luma(img: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 def combine_luma(luma_img: torch.Tensor, color_img: torch.Tensor) -> torch.Tensor:
     """The luma Y of ``luma_img`` with the chroma (Cr, Cb) of ``color_img``; same size -> RGB."""
-    y = cv2.cvtColor(_to_hwc(luma_img), cv2.COLOR_RGB2YCrCb)[..., :1]  # (H,W,1)
-    crcb = cv2.cvtColor(_to_hwc(color_img), cv2.COLOR_RGB2YCrCb)[..., 1:]  # (H,W,2)
+    y = cv2.cvtColor(to_hwc(luma_img), cv2.COLOR_RGB2YCrCb)[..., :1]  # (H,W,1)
+    crcb = cv2.cvtColor(to_hwc(color_img), cv2.COLOR_RGB2YCrCb)[..., 1:]  # (H,W,2)
     ycrcb = np.concatenate([y, crcb], axis=2)  # (H,W,3)
     return _to_tensor(cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB), luma_img)
 

@@ -85,7 +85,7 @@ def _up(c_in: int, c_out: int, norm: str) -> list[nn.Module]:
 
 
 class TransformerNet(nn.Module):
-    """(B,3,H,W) photo in [0,1] -> (B,3,H,W) painting in [0,1], H and W anything ≥ 32."""
+    """(B,3,H,W) photos in [0,1] -> (B,3,H,W) results in [0,1]; ``stylize`` asks sides ≥ 32 px."""
 
     def __init__(
         self,
@@ -95,11 +95,12 @@ class TransformerNet(nn.Module):
     ) -> None:
         super().__init__()
         w1, w2, w3 = widths
+        # saved beside the weights (``save``), so that ``load`` rebuilds this very shape
         self.config = {"widths": list(widths), "n_residual": n_residual, "norm": norm}
         self.net = nn.Sequential(
-            *_down(3, w1, 9, 1, norm),  # (B,w1,H,W)
-            *_down(w1, w2, 3, 2, norm),  # (B,w2,H/2,W/2)
-            *_down(w2, w3, 3, 2, norm),  # (B,w3,H/4,W/4)
+            *_down(3, w1, kernel=9, stride=1, norm=norm),  # (B,w1,H,W)
+            *_down(w1, w2, kernel=3, stride=2, norm=norm),  # (B,w2,H/2,W/2)
+            *_down(w2, w3, kernel=3, stride=2, norm=norm),  # (B,w3,H/4,W/4)
             *[ResidualBlock(w3, norm) for _ in range(n_residual)],  # (B,w3,H/4,W/4)
             *_up(w3, w2, norm),  # (B,w2,H/2,W/2)
             *_up(w2, w1, norm),  # (B,w1,H,W)

@@ -47,7 +47,7 @@ def _check_features(feats: torch.Tensor, name: str, what: str = "a feature map")
 
 def gram_matrix(feats: torch.Tensor) -> torch.Tensor:
     """(B,C,H,W) feature maps -> (B,C,C) Gram matrices, divided by the number of positions H*W."""
-    _check_features(feats, "feats")
+    _check_features(feats, "feats")  # a wrong shape gets one sentence, not a reshape error
     b, c, h, w = feats.shape
     flat = feats.reshape(b, c, h * w)  # (B,C,M): one row per channel
     return flat @ flat.transpose(1, 2) / (h * w)  # (B,C,M) @ (B,M,C) -> (B,C,C)
@@ -149,7 +149,7 @@ def masked_style_loss(
 
 def tv_loss(img: torch.Tensor) -> torch.Tensor:
     """Total variation of (B,3,H,W) images: mean squared vertical + horizontal differences."""
-    _check_features(img, "img", "an image batch")
+    _check_features(img, "img", "an image batch")  # one sentence for a wrong shape
     dy = img[:, :, 1:, :] - img[:, :, :-1, :]  # (B,3,H-1,W) vertical neighbours
     dx = img[:, :, :, 1:] - img[:, :, :, :-1]  # (B,3,H,W-1) horizontal neighbours
     return _mean_square(dy) + _mean_square(dx)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nst.color import _to_hwc
+from nst.color import to_hwc
 from nst.errors import NSTError
 
 
@@ -95,7 +95,7 @@ def grabcut_mask(
             f"rect {tuple(rect)} (x, y, w, h) must lie inside the {width} x {height} image and "
             "leave some background outside it."
         )
-    bgr = np.ascontiguousarray(_to_hwc(img)[..., ::-1] * 255).round().astype(np.uint8)  # (H,W,3)
+    bgr = np.ascontiguousarray(to_hwc(img)[..., ::-1] * 255).round().astype(np.uint8)  # (H,W,3)
     labels = np.zeros((height, width), np.uint8)  # GrabCut's labels, filled from the rectangle
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)  # its colour models
     cv2.setRNGSeed(0)  # GrabCut starts its colour models with k-means: the same mask every run
@@ -111,7 +111,7 @@ def sky_mask(
     overcast_value: float = 0.75,
 ) -> torch.Tensor:
     """Sky-coloured pixels connected to the top edge: (1,3,H,W) in [0, 1] -> (H,W) 0/1 mask."""
-    hsv = cv2.cvtColor(_to_hwc(img), cv2.COLOR_RGB2HSV)  # (H,W,3): hue in degrees, S and V in [0,1]
+    hsv = cv2.cvtColor(to_hwc(img), cv2.COLOR_RGB2HSV)  # (H,W,3): hue in degrees, S and V in [0,1]
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     in_hues = (hue >= blue_hues[0]) & (hue <= blue_hues[1])  # cyan to blue
     blue = in_hues & (sat >= min_saturation) & (val >= 0.3)  # a clear sky: blue, not dark

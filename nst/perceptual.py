@@ -93,7 +93,7 @@ def random_crops(
 
 
 class PerceptualLoss:
-    """A batch's losses: each painting against its own crop (content) and the painting (style)."""
+    """A batch's losses: each result against its own crop (content) and the painting (style)."""
 
     def __init__(
         self,
@@ -109,12 +109,12 @@ class PerceptualLoss:
         self.dtype = autocast_dtype("auto", next(model.parameters()).device)  # as stylize
 
     def __call__(self, gen_imgs: torch.Tensor, crops: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B,3,H,W) paintings of (B,3,H,W) crops -> {"total", "content", "style", "tv"}.
+        """(B,3,H,W) results for (B,3,H,W) crops -> {"total", "content", "style", "tv"}.
 
-        The content loss compares each painting with its own crop; like ``content_loss``, it is
+        The content loss compares each result with its own crop; like ``content_loss``, it is
         one relative error over the whole batch, so crops with stronger features weigh more.
         """
-        o, device = self.options, gen_imgs.device
+        opts, device = self.options, gen_imgs.device
         low = self.dtype is not None  # VGG19 in bf16 (CPU) or fp16 (CUDA), as stylize
         with torch.autocast(device.type, dtype=self.dtype, enabled=low):
             with torch.no_grad():  # the crops' features are the targets: constants
@@ -123,7 +123,7 @@ class PerceptualLoss:
         c = content_loss(feats[self.content_layer].float(), target.float())  # (B,C,h,w) each
         s = style_loss(feats, self.style_grams, layer_loss=gram_loss_by_hand)  # (1,C,C) targets
         t = tv_loss(gen_imgs)
-        total = o.content_weight * c + o.style_weight * s + o.tv_weight * t
+        total = opts.content_weight * c + opts.style_weight * s + opts.tv_weight * t
         return {"total": total, "content": c, "style": s, "tv": t}
 
 

@@ -160,10 +160,18 @@ def show_grams(
     return _shown(fig)
 
 
+class _PlainLogFormatter(ticker.LogFormatter):
+    """LogFormatter's choice of which ticks to label, written plainly (0.6, not 6e-01)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        """The tick's label: ``x`` as a plain number, or "" where LogFormatter leaves it bare."""
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def _plain_log_ticks(axis: Any) -> None:
-    """Label a log axis with plain numbers (60, 2.4), not 6×10¹, minor ticks within few decades."""
+    """Label a log axis with plain numbers (60, 0.6), not 6×10¹, minor ticks within few decades."""
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
 def plot_losses(
@@ -176,17 +184,18 @@ def plot_losses(
 ) -> Figure:
     """Curves of ``optimize`` histories (one, or {label: history}) vs step and/or seconds.
 
-    One colour per history, one line style per key (solid, dashed, ...). Any rows with the
-    keys work, e.g. distances from ``nst.metrics`` with ``ylabel="distance"``. ``log_x``: a log
-    x axis, for runs whose lengths differ many times.
+    One colour per history (per key for a single history), one line style per key (solid,
+    dashed, ...). Any rows with the keys work, e.g. distances from ``nst.metrics`` with
+    ``ylabel="distance"``. ``log_x``: a log x axis, for runs whose lengths differ many times.
     """
     if not isinstance(histories, Mapping):
         histories = {"": histories}
     xs = [x] if isinstance(x, str) else list(x)
     fig, axes = _grid(len(xs), None, 4.5, aspect=0.75)
     for ax, x_key in zip(axes, xs):
-        for color, (label, history) in zip(COLORS * 3, histories.items()):
-            for style, key in zip(LINESTYLES * 3, keys):
+        for i, (label, history) in enumerate(histories.items()):
+            for j, (style, key) in enumerate(zip(LINESTYLES * 3, keys)):
+                color = COLORS[(j if len(histories) == 1 else i) % len(COLORS)]
                 name = " ".join(part for part in (label, key if len(keys) > 1 else "") if part)
                 # A log axis cannot show 0 (e.g. the content loss of the photo itself): skip those.
                 points = [(row[x_key], row[key]) for row in history if row[key] > 0 or not log]

@@ -57,7 +57,7 @@ def split_steps(steps: int, n_sizes: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Options:
-    """stylize's settings and their defaults; change any by name: ``stylize(c, s, steps=40)``."""
+    """stylize's settings and defaults; change any by name: ``stylize(..., steps=40)``."""
 
     size: int = 512  # the result's long side, px
     steps: int = 80  # loss-and-gradient evaluations in all, shared among the sizes
@@ -73,9 +73,7 @@ class Options:
     optimizer: str = "lbfgs"  # or "adam"
     style_stat: str = "gram"  # what a style layer matches: or "mean_std", "sliced_wasserstein"
     pooling: str = "max"  # or "avg" (used when stylize loads the network itself)
-    precision: str = (
-        "auto"  # bf16 on a CPU, fp16 on CUDA, fp32 elsewhere; or "fp32", "bf16", "fp16"
-    )
+    precision: str = "auto"  # bf16 on a CPU, fp16 on CUDA, else fp32; or "fp32", "bf16", "fp16"
 
     def loss_options(self) -> dict[str, Any]:
         """The keywords of ``make_loss_fn`` these settings fix, at every size."""
@@ -304,20 +302,21 @@ def style_losses(name: str) -> dict[str, Any]:
 
 def coarse_to_fine(
     gen_img: torch.Tensor,
-    photo: torch.Tensor,
-    paintings: list[torch.Tensor],
+    content_img: torch.Tensor,
+    style_imgs: list[torch.Tensor],
     plan: Plan,
     make_loss: Callable[[torch.Tensor, list[torch.Tensor]], LossFn],
     run: Run,
 ) -> torch.Tensor:
     """Optimise ``gen_img`` at each size of ``plan``, each size starting from the one before."""
     for long_side, n_steps in zip(plan.sizes, plan.steps):
-        content_s = resize(photo, long_side)  # (1,3,h,w): the photo at this size
-        paintings_s = [resize(img, plan.painting_side(long_side)) for img in paintings]
+        content_at_size = resize(content_img, long_side)  # (1,3,h,w): the photo at this size
+        styles_at_size = [resize(img, plan.painting_side(long_side)) for img in style_imgs]
         # Upsampled from the size before (the first size is already this size: nothing to do),
         # plus the photo's detail at the sizes in between; at the last it would stay as a ghost.
-        gen_img = upsample_with_detail(gen_img, content_s, detail=long_side != plan.sizes[-1])
-        loss_fn = make_loss(content_s, paintings_s)  # targets at this size, computed once
+        last = long_side == plan.sizes[-1]
+        gen_img = upsample_with_detail(gen_img, content_at_size, detail=not last)
+        loss_fn = make_loss(content_at_size, styles_at_size)  # targets at this size, computed once
         callback = run.at_size(long_side)
         gen_img, _ = optimize(
             gen_img, loss_fn, n_steps, plan.optimizer, callback=callback, progress=False

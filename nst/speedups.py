@@ -37,8 +37,8 @@ class GramLossByHand(torch.autograd.Function):
 
     Autograd's own gradient of G = F Fᵀ / M keeps an fp32 copy of the features (under autocast
     they are bf16/fp16) and adds two (C,M) products, one of them transposed, which is slow on
-    CPUs. By hand, since G - A is symmetric:
-    dL/dF = 4 (G - A) F / (C² M mean(A²)): one product, from the features as they are.
+    CPUs. By hand, since G - A is symmetric and the mean runs over B·C² entries:
+    dL/dF = 4 (G - A) F / (B C² M mean(A²)): one product, from the features as they are.
     """
 
     @staticmethod
@@ -55,7 +55,7 @@ class GramLossByHand(torch.autograd.Function):
         """dL/dF (B,C,H,W) in the features' dtype; none for the target (a constant)."""
         feats, diff, scale = ctx.saved_tensors
         b, c, h, w = feats.shape
-        # dL/dF = 4 (G - A) F / (C² M mean(A²)): coef is that factor before F (diff.numel() = B·C²)
+        # dL/dF = 4 (G - A) F / (B C² M mean(A²)): coef is the factor before F; diff.numel() = B·C²
         coef = diff * (4 * grad_out * scale / (diff.numel() * h * w))  # (B,C,C), symmetric
         # fp16's small range could overflow in this product: compute it in fp32 there
         dtype = torch.float32 if feats.dtype == torch.float16 else feats.dtype

@@ -64,8 +64,10 @@ def masked_mean_std_loss(
 
 def adain(content_feats: torch.Tensor, style_feats: torch.Tensor) -> torch.Tensor:
     """AdaIN: the photo's (B,C,H,W) features re-scaled to the painting's channel means and stds."""
-    c_mean, c_std = (t[..., None, None] for t in mean_std(content_feats).unbind(1))  # (B,C,1,1)
-    s_mean, s_std = (t[..., None, None] for t in mean_std(style_feats).unbind(1))  # (B,C,1,1)
+    c_mean = content_feats.mean(dim=(2, 3), keepdim=True)  # (B,C,1,1): over the positions
+    c_std = content_feats.std(dim=(2, 3), keepdim=True, correction=0)  # (B,C,1,1)
+    s_mean = style_feats.mean(dim=(2, 3), keepdim=True)  # (B,C,1,1)
+    s_std = style_feats.std(dim=(2, 3), keepdim=True, correction=0)  # (B,C,1,1)
     normalised = (content_feats - c_mean) / (c_std + 1e-5)  # (B,C,H,W): per channel mean 0, std 1
     return normalised * s_std + s_mean  # (B,C,H,W)
 
@@ -81,7 +83,8 @@ def sliced_wasserstein_loss(
     """Sorted projections on C random unit directions: (B,C,H,W) or (B,C,M), (1,C,N) -> scalar."""
     gen = gen_feats.float().flatten(2)  # (B,C,M)
     c, m = gen.shape[1], gen.shape[2]
-    directions = torch.randn(c, c, generator=generator).to(gen.device)  # (C dirs, C), on the CPU
+    # (C dirs, C): drawn on the CPU, so one generator gives the same directions on every device
+    directions = torch.randn(c, c, generator=generator).to(gen.device)
     directions = directions / directions.norm(dim=1, keepdim=True)  # unit length
     gen_sorted = (directions @ gen).sort(dim=2).values  # (B,C,M): C projections, sorted
     style_sorted = (directions @ style_positions).sort(dim=2).values  # (1,C,N)

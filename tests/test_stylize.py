@@ -189,7 +189,7 @@ def test_stylize_options_run(model, content64, style64):
     common = dict(size=64, sizes=[64], steps=4, model=model, progress=False)
     luma, _ = stylize(content64, style64, preserve_color="luma", **common)
     # Luma transfer keeps the photo's chroma: its colour differences stay near the photo's.
-    chroma = lambda img: cv2.cvtColor(color._to_hwc(img), cv2.COLOR_RGB2YCrCb)[..., 1:]  # noqa: E731
+    chroma = lambda img: cv2.cvtColor(color.to_hwc(img), cv2.COLOR_RGB2YCrCb)[..., 1:]  # noqa: E731
     inside = ((luma > 0.01) & (luma < 0.99)).all(dim=1)[0].numpy()  # pixels the clamp kept
     assert abs(chroma(luma) - chroma(content64))[inside].max() < 2e-3  # the photo's, exactly
     blend, _ = stylize(content64, [style64, grey_style], style_blend=[1, 1], **common)
